@@ -1,0 +1,51 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED ?= ../shared
+PYTEST_ARGS ?=
+
+.PHONY: all venv sysdeps test lint typecheck bench demo clean
+
+all: test
+
+# Debian packages the suite needs on a bare machine (only when root and apt-get exist).
+SYS_PKGS := libgl1 libglib2.0-0
+sysdeps:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned resolve pulls several GB of CUDA packages.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: sysdeps $(STAMP)
+
+test: venv
+	$(PY) -m ruff check daemon tests
+	$(PY) -m mypy
+	LIVETWIN_SHARED=$(SHARED) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check daemon tests
+	$(PY) -m ruff format --check daemon tests
+
+typecheck: venv
+	$(PY) -m mypy
+
+bench: venv
+	$(VENV)/bin/livetwin bench --json
+
+demo: venv
+	$(VENV)/bin/livetwin demo $(if $(MINUTES),--minutes $(MINUTES),)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

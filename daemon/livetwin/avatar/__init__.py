@@ -1,0 +1,1 @@
+"""Cloning a person into an avatar bundle, and loading/verifying bundles."""

@@ -1,0 +1,96 @@
+"""`livetwin bench`: the performance figures, measured in one run so they compare."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Log = Callable[[str], None] | None
+BENCH_CONSENT = {
+    "subject": "benchmark clip",
+    "statement": "Used only to measure livetwin's clone speed on internal test footage.",
+    "date": "2026-01-01",
+    "contact": "maintainers",
+}
+
+
+def shared_media() -> Path | None:
+    """The shared test media folder, if this checkout has one beside it."""
+    env = os.environ.get("LIVETWIN_SHARED")
+    roots = [Path(env)] if env else []
+    roots += [Path.cwd().parent / "shared", Path(__file__).resolve().parents[3] / "shared"]
+    for r in roots:
+        if (r / "media").is_dir():
+            return r / "media"
+    return None
+
+
+def bench_clone(video: Path, log: Log = None) -> dict[str, Any]:
+    """Clone `video` in a child process: wall time, real-time factor, peak RSS, model r."""
+    with tempfile.TemporaryDirectory(prefix="livetwin-bench-") as tmp:
+        consent = Path(tmp) / "consent.yaml"
+        consent.write_text(yaml.safe_dump(BENCH_CONSENT), encoding="utf-8")
+        cmd = [sys.executable, "-m", "livetwin.cli", "clone", str(video), "--name", "bench",
+               "--consent", str(consent), "--out", tmp]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        wall = time.perf_counter() - t0
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if proc.returncode != 0:
+            return {"video": video.name, "error": proc.stderr.strip().splitlines()[-1:]}
+        manifest = yaml.safe_load((Path(tmp) / "bench.twin" / "manifest.yaml").read_text())
+    q, pm = manifest["quality"], manifest.get("person_model") or {}
+    dur = manifest["source"]["duration_s"]
+    fig = {
+        "video": video.name,
+        "duration_s": dur,
+        "wall_s": round(wall, 2),
+        "realtime_factor": round(wall / dur, 3),
+        "in_process_s": q["clone_seconds"],
+        "peak_rss_mb": round(max(peak_kb, before) / 1024, 1),
+        "steps_s": manifest.get("timings_s", {}),
+        "person_model_val_r": pm.get("val_r"),
+        "energy_baseline_r": pm.get("energy_r"),
+        "ridge_baseline_r": pm.get("ridge_r"),
+        "atlas_patches": q.get("atlas_patches"),
+        "atlas_coverage": q.get("atlas_coverage"),
+        "atlas_bytes": q.get("atlas_bytes"),
+    }
+    if log:
+        log(f"clone {video.name}: {fig['wall_s']} s for {dur} s "
+            f"({fig['realtime_factor']}x), peak {fig['peak_rss_mb']} MB")
+    return fig
+
+
+def _clone_figures(log: Log) -> dict[str, Any]:
+    media = shared_media()
+    if media is None:
+        return {"skipped": "no ../shared/media beside this checkout"}
+    clips = ["tedlieu_60s_edtalk_pose_source2.mp4", "man_black_sweater_20s_latentsync_demo2.mp4"]
+    return {c.split("_")[0]: bench_clone(media / c, log) for c in clips if (media / c).exists()}
+
+
+BENCHMARKS: dict[str, Callable[[Log], dict[str, Any]]] = {"clone": _clone_figures}
+
+
+def run_benchmarks(only: list[str] | None = None, log: Log = None) -> dict[str, Any]:
+    """Run the selected benchmarks (all by default)."""
+    figures: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+    }
+    for name, fn in BENCHMARKS.items():
+        if not only or name in only:
+            figures[name] = fn(log)
+    return figures

@@ -1,0 +1,201 @@
+"""The `livetwin` command line. Errors are one clear line on stderr: exit 2 for bad input,
+1 for an internal failure; `--debug` shows tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from livetwin import __version__
+from livetwin.errors import InputError, LivetwinError
+
+out = Console()
+err = Console(stderr=True)
+
+CONSENT_HELP = """consent file (YAML), for example:
+  subject: Jane Doe
+  statement: I, Jane Doe, agree that livetwin clones my face and voice for my shop's
+    livestreams.
+  date: 2026-11-24
+  contact: jane@example.org"""
+
+
+class _ArgParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Bad arguments: one line and exit 2 (argparse's convention too)."""
+        err.print(f"[red]error:[/] {message}; see `{self.prog} --help`.", highlight=False)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All commands and their options."""
+    p = _ArgParser(prog="livetwin", description="A real-time, lip-synced twin of a "
+                   "livestreamer, cloned from one minute of video.")
+    p.add_argument("--version", action="version", version=f"livetwin {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--config", type=Path, help="livetwin.yaml")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgParser)
+
+    c = sub.add_parser("clone", help="clone a person from a video into an avatar bundle",
+                       epilog=CONSENT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("video", type=Path, help="about one minute of you speaking to the camera")
+    c.add_argument("--name", required=True, help="bundle name (letters, digits, - and _)")
+    c.add_argument("--consent", type=Path, help="the person's consent record (required)")
+    c.add_argument("--gestures", type=Path, help="gesture clips: id -> start/end seconds")
+    c.add_argument("--out", type=Path, default=Path("avatars"), help="folder for NAME.twin")
+    c.add_argument("--force", action="store_true", help="replace an existing bundle")
+    c.set_defaults(func=cmd_clone)
+
+    d = sub.add_parser("doctor", help="check the environment, or verify an avatar bundle")
+    d.add_argument("avatar", nargs="?", help="avatar bundle to verify")
+    d.set_defaults(func=cmd_doctor)
+
+    b = sub.add_parser("bench", help="measure the performance figures")
+    b.add_argument("--json", action="store_true", help="print JSON only")
+    b.add_argument("--only", action="append", help="run only these benchmarks")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+class RichProgress:
+    """Clone progress as rich bars on stderr: one bar per step."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._p = progress
+        self._task: TaskID | None = None
+
+    def step(self, name: str, total: float | None = None) -> None:
+        if self._task is not None:
+            t = self._p.tasks[self._task]
+            self._p.update(self._task, completed=t.total or 1, total=t.total or 1)
+        self._task = self._p.add_task(name, total=total)
+
+    def advance(self, amount: float = 1.0) -> None:
+        if self._task is not None:
+            self._p.advance(self._task, amount)
+
+    def finish(self) -> None:
+        self.step("done", 1)
+        assert self._task is not None
+        self._p.update(self._task, completed=1)
+
+
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def cmd_clone(args: argparse.Namespace) -> int:
+    """Clone a video into NAME.twin."""
+    from livetwin.avatar.clone import clone
+    from livetwin.avatar.report import rows_for_table
+    from livetwin.config import load_config
+
+    if not args.name or not set(args.name) <= _NAME_OK or len(args.name) > 64:
+        raise InputError(f"--name '{args.name}' may only use letters, digits, '-' and '_' "
+                         "(at most 64).")
+    cfg = load_config(args.config).clone
+    columns = (TextColumn("{task.description:<34}"), BarColumn(), TextColumn(
+        "{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        prog = RichProgress(bar)
+        result = clone(args.video, args.name, args.consent, out_dir=args.out,
+                       gestures_path=args.gestures, cfg=cfg, progress=prog, force=args.force)
+        prog.finish()
+    table = Table(title=f"{result.path}", show_header=True)
+    table.add_column("quality")
+    table.add_column("value", justify="right")
+    for k, v in rows_for_table(result.manifest["quality"]):
+        table.add_row(k, v)
+    pm = result.manifest.get("person_model") or {}
+    for k in ("val_r", "energy_r", "ridge_r"):
+        if k in pm:
+            table.add_row(f"person_model.{k}", f"{pm[k]:.3f}")
+    out.print(table)
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    out.print(f"avatar written to {result.path} in {result.seconds:.1f} s; report: "
+              f"{result.path / 'report.png'}", highlight=False)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Verify a bundle, or check the environment."""
+    if args.avatar:
+        from livetwin.avatar import bundle
+
+        check = bundle.verify(bundle.resolve(args.avatar))
+        if check.ok:
+            n = len(check.manifest.get("components", {}))
+            out.print(f"{check.path}: ok ({n} components, hashes match)", highlight=False)
+            return 0
+        for p in check.problems:
+            err.print(f"[red]problem:[/] {check.path}: {p}", highlight=False)
+        err.print("the bundle is damaged or was modified; clone it again from the source "
+                  "video.")
+        return 2
+    from livetwin.doctor import environment_checks
+
+    failed = 0
+    for name, ok, detail in environment_checks():
+        failed += not ok
+        mark = "[green]ok[/]  " if ok else "[red]FAIL[/]"
+        out.print(f"{mark} {name}: {detail}", highlight=False)
+    return 1 if failed else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmarks and print their figures."""
+    from livetwin.bench import run_benchmarks
+
+    figures = run_benchmarks(only=args.only, log=None if args.json else err.print)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        out.print_json(json.dumps(figures))
+    return 0
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Turn SIGTERM into an exception so clean-up (no half bundle) runs as for Ctrl-C.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `livetwin` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except LivetwinError as exc:
+        if args.debug:
+            raise
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing was left half-written.")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc} (run with --debug "
+                  "for details, and please report it).", highlight=False, soft_wrap=True)
+        return 1
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

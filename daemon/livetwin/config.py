@@ -1,0 +1,107 @@
+"""One pydantic model of livetwin.yaml; each part of livetwin receives only its own slice."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from livetwin.errors import ConfigError
+
+APP_NAME = "livetwin"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CloneConfig(_Section):
+    """Settings of `livetwin clone`."""
+
+    min_duration_s: float = Field(10.0, description="Shorter videos are refused.")
+    good_duration_s: float = Field(45.0, description="Shorter videos clone with a warning.")
+    min_face_px: float = Field(
+        40.0, description="Smallest usable distance between the outer eye corners, in pixels."
+    )
+    holdout_fraction: float = Field(
+        0.15, ge=0.05, le=0.5, description="Share of the footage kept for validation."
+    )
+    atlas_size: int = Field(
+        240, ge=16, le=2000, description="Most mouth patches kept in the atlas."
+    )
+    train_seconds: float = Field(
+        8.0, gt=0, description="Time budget for training the person audio-to-mouth model."
+    )
+    threads: int = Field(2, ge=1, le=64, description="CPU threads used by clone.")
+
+
+class Config(_Section):
+    """The whole of livetwin.yaml."""
+
+    clone: CloneConfig = CloneConfig()
+
+
+def home_dir() -> Path:
+    """Where livetwin keeps config, token, database, caches and logs."""
+    env = os.environ.get("LIVETWIN_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based line of the key at `loc` in YAML `text`, when it can be found."""
+    try:
+        node: Any = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    line, node = key.start_mark.line + 1, value
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate livetwin.yaml; defaults when `path` is None."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML; fix the syntax there.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections.")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = _line_of(text, loc)
+        where = f"{path}:{line}" if line else str(path)
+        key = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{where}: unknown setting '{key}'; check its spelling.") from None
+        raise ConfigError(f"{where}: '{key}': {err['msg']}.") from None

@@ -1,0 +1,1 @@
+"""Mouth-shape tracks: from phonemes, from audio (the person model), and baselines."""

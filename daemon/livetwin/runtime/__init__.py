@@ -1,0 +1,1 @@
+"""Stage runner, media clock and task ownership for the live daemon."""
