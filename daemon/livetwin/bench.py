@@ -73,24 +73,31 @@ def bench_clone(video: Path, log: Log = None) -> dict[str, Any]:
     return fig
 
 
-def _clone_figures(log: Log) -> dict[str, Any]:
-    media = shared_media()
-    if media is None:
-        return {"skipped": "no ../shared/media beside this checkout"}
-    clips = ["tedlieu_60s_edtalk_pose_source2.mp4", "man_black_sweater_20s_latentsync_demo2.mp4"]
-    return {c.split("_")[0]: bench_clone(media / c, log) for c in clips if (media / c).exists()}
+CLONE_CLIPS = ("tedlieu_60s_edtalk_pose_source2.mp4", "man_black_sweater_20s_latentsync_demo2.mp4")
 
 
-BENCHMARKS: dict[str, Callable[[Log], dict[str, Any]]] = {"clone": _clone_figures}
+def _clone_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
+    if not videos:
+        media = shared_media()
+        if media is None:
+            return {"skipped": "no ../shared/media beside this checkout; pass --video"}
+        videos = [media / c for c in CLONE_CLIPS if (media / c).exists()]
+    return {v.stem: bench_clone(v, log) for v in videos}
 
 
-def run_benchmarks(only: list[str] | None = None, log: Log = None) -> dict[str, Any]:
-    """Run the selected benchmarks (all by default)."""
+BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
+    "clone": _clone_figures,
+}
+
+
+def run_benchmarks(only: list[str] | None = None, log: Log = None,
+                   videos: list[Path] | None = None) -> dict[str, Any]:
+    """Run the selected benchmarks (all by default); `videos` replaces the shared clips."""
     figures: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
     }
     for name, fn in BENCHMARKS.items():
         if not only or name in only:
-            figures[name] = fn(log)
+            figures[name] = fn(log, videos)
     return figures

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -19,7 +21,7 @@ from livetwin import __version__
 from livetwin.errors import InputError, LivetwinError
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one message = one line, whatever the width
 
 CONSENT_HELP = """consent file (YAML), for example:
   subject: Jane Doe
@@ -61,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure the performance figures")
     b.add_argument("--json", action="store_true", help="print JSON only")
-    b.add_argument("--only", action="append", help="run only these benchmarks")
+    b.add_argument("--only", action="append", choices=["clone"],
+                   help="run only these benchmarks")
+    b.add_argument("--video", action="append", type=Path,
+                   help="clone these videos instead of the shared test clips")
     b.set_defaults(func=cmd_bench)
     return p
 
@@ -89,22 +94,45 @@ class RichProgress:
         self._p.update(self._task, completed=1)
 
 
+@contextlib.contextmanager
+def _native_logs_hidden(debug: bool) -> Iterator[Console]:
+    """mediapipe's C++ code (TFLite, absl) logs straight to file descriptor 2; send that to
+    /dev/null and yield a console on the real stderr for the progress bars (not with
+    --debug)."""
+    if debug:
+        yield err
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield Console(file=real, soft_wrap=True)
+    finally:
+        real.close()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 def cmd_clone(args: argparse.Namespace) -> int:
     """Clone a video into NAME.twin."""
+    if not args.name or not set(args.name) <= _NAME_OK or len(args.name) > 64:
+        raise InputError(f"--name '{args.name}' may only use letters, digits, '-' and '_' "
+                         "(at most 64).")
     from livetwin.avatar.clone import clone
     from livetwin.avatar.report import rows_for_table
     from livetwin.config import load_config
 
-    if not args.name or not set(args.name) <= _NAME_OK or len(args.name) > 64:
-        raise InputError(f"--name '{args.name}' may only use letters, digits, '-' and '_' "
-                         "(at most 64).")
     cfg = load_config(args.config).clone
     columns = (TextColumn("{task.description:<34}"), BarColumn(), TextColumn(
         "{task.percentage:>3.0f}%"), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
+    with _native_logs_hidden(args.debug) as console, Progress(
+            *columns, console=console, transient=False) as bar:
         prog = RichProgress(bar)
         result = clone(args.video, args.name, args.consent, out_dir=args.out,
                        gestures_path=args.gestures, cfg=cfg, progress=prog, force=args.force)
@@ -155,7 +183,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmarks and print their figures."""
     from livetwin.bench import run_benchmarks
 
-    figures = run_benchmarks(only=args.only, log=None if args.json else err.print)
+    for v in args.video or []:
+        if not v.is_file():
+            raise InputError(f"--video {v}: no such file.")
+    figures = run_benchmarks(only=args.only, log=None if args.json else err.print,
+                             videos=args.video)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:

@@ -162,9 +162,11 @@ def resolve(avatar: str, search: tuple[Path, ...] = (Path("avatars"),)) -> Path:
     for c in candidates:
         if (c / MANIFEST).is_file():
             return c
-    raise BundleError(f"no avatar bundle '{avatar}' found (looked for "
-                      f"{', '.join(str(c) for c in candidates)}); make one with "
-                      "`livetwin clone`.")
+    if p.is_dir() and p.name.endswith(SUFFIX):
+        raise BundleError(f"{p} has no {MANIFEST}; the bundle is incomplete: clone it again.")
+    looked = ", ".join(dict.fromkeys(str(c) for c in candidates))
+    raise BundleError(f"no avatar bundle '{avatar}' found (looked for {looked}); make one "
+                      "with `livetwin clone`.")
 
 
 def load(path: Path) -> BundleCheck:

@@ -108,6 +108,12 @@ def _track(job: _Job, info: MediaInfo) -> Track:
     keep = frozenset(np.linspace(0, max(info.frame_estimate - 1, 0), 5).astype(int).tolist())
     with job.timed("tracking the face", total=info.frame_estimate):
         track = track_video(info, lambda _i: job.progress.advance(), keep=keep)
+    decoded = float(track.times[-1]) + 1.0 / info.fps if track.n else 0.0
+    if decoded < 0.9 * info.duration - 0.5:
+        raise MediaError(
+            f"{info.path.name} is damaged or cut short: only {decoded:.1f} s of its "
+            f"{info.duration:.1f} s can be decoded; copy or export it again and retry."
+        )
     quality.check_faces(track.face_samples, job.cfg, job.q)
     usable = float(track.usable.mean()) if track.n else 0.0
     job.q.numbers["frames"] = track.n

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,8 @@ class Consent:
 
     def record(self) -> dict[str, Any]:
         """The manifest's consent entry."""
-        return {"subject": self.subject, "statement": self.statement, "date": self.date,
-                "contact": self.contact, "sha256": self.sha256, **self.extra}
+        return {**self.extra, "subject": self.subject, "statement": self.statement,
+                "date": self.date, "contact": self.contact, "sha256": self.sha256}
 
 
 def load_consent(path: Path | None, today: dt.date | None = None) -> Consent:
@@ -63,7 +64,7 @@ def load_consent(path: Path | None, today: dt.date | None = None) -> Consent:
     if missing:
         raise ConsentError(f"consent file {path} lacks {', '.join(missing)}; {hint}.")
     statement = str(data["statement"]).strip()
-    if len(statement.split()) < MIN_STATEMENT_WORDS and len(statement) < 12:
+    if _word_count(statement) < MIN_STATEMENT_WORDS:
         raise ConsentError(
             f"consent file {path}: the statement is too short; it must be the person's own "
             "words agreeing to be cloned for this use."
@@ -72,6 +73,13 @@ def load_consent(path: Path | None, today: dt.date | None = None) -> Consent:
     extra = {k: v for k, v in data.items() if k not in REQUIRED}
     return Consent(str(data["subject"]).strip(), statement, date, str(data["contact"]).strip(),
                    hashlib.sha256(raw).hexdigest(), raw, extra)
+
+
+def _word_count(text: str) -> int:
+    """Words of a statement; scripts written without spaces (Chinese, Japanese) count each
+    wide character as a word."""
+    wide = sum(1 for ch in text if unicodedata.east_asian_width(ch) in ("W", "F"))
+    return len(text.split()) + wide
 
 
 def _date(value: object, path: Path, today: dt.date) -> str:

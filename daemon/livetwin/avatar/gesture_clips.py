@@ -15,7 +15,7 @@ from livetwin.errors import InputError
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MIN_LEN_S, MAX_LEN_S = 0.3, 15.0
-EXAMPLE = "gestures:\n  point_down: {start: 12.4, end: 14.0}\n  wave: {start: 30.0, end: 31.5}\n"
+EXAMPLE = "gestures: {point_down: {start: 12.4, end: 14.0}, wave: {start: 30.0, end: 31.5}}"
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class GestureSpan:
 
 def load_sidecar(path: Path) -> list[GestureSpan]:
     """Parse a --gestures file; ranges are checked against the video later."""
-    hint = f"expected a file like:\n{EXAMPLE}"
+    hint = f"expected YAML like: {EXAMPLE}."
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -49,6 +49,9 @@ def load_sidecar(path: Path) -> list[GestureSpan]:
         except (TypeError, KeyError, ValueError):
             raise InputError(f"gestures file {path}: '{gid}' needs numeric start and end "
                              "seconds.") from None
+        if end < start:
+            raise InputError(f"gestures file {path}: '{gid}' ends ({end:.2f} s) before it "
+                             f"starts ({start:.2f} s); give start first, then end.")
         if not MIN_LEN_S <= end - start <= MAX_LEN_S:
             raise InputError(f"gestures file {path}: '{gid}' lasts {end - start:.2f} s; a "
                              f"gesture clip must last {MIN_LEN_S}-{MAX_LEN_S:.0f} s.")

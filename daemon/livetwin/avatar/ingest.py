@@ -59,6 +59,11 @@ def probe(path: Path) -> MediaInfo:
     with _open(path) as container:
         if not container.streams.video:
             raise MediaError(f"{path} has no video stream; give a video of you speaking.")
+        if container.format.name.endswith("_pipe") or container.format.name == "image2":
+            raise MediaError(
+                f"{path} is a still image; clone needs a video of you speaking "
+                "(about one minute, face to camera)."
+            )
         vs = container.streams.video[0]
         ctx = vs.codec_context
         rotation = _first_frame_rotation(container, vs)

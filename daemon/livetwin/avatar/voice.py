@@ -86,4 +86,5 @@ def write_clip(pcm: npt.NDArray[np.float32], rate: int, clip: VoiceClip, path: P
     audio = pydub.AudioSegment(ints.tobytes(), frame_rate=rate, sample_width=2, channels=1)
     gain = min(TARGET_DBFS - audio.dBFS, -1.0 - audio.max_dBFS)  # never clip
     audio = audio.apply_gain(gain).fade_in(FADE_MS).fade_out(FADE_MS)
-    audio.export(str(path), format="wav")
+    with path.open("wb") as fh:  # pydub leaves a path it opened itself unclosed
+        audio.export(fh, format="wav")

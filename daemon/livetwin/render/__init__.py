@@ -1,0 +1,1 @@
+"""Frame compositor, idle-loop walker, gesture clip player and overlays."""
