@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -172,21 +171,6 @@ def assert_cloned(run: Run, out: Path, name: str = NAME) -> dict:  # type: ignor
 
 def warnings_text(run: Run) -> str:
     return "\n".join(run.messages("warning:")).lower()
-
-
-def needs_person_model() -> None:
-    """Clones of speech audio train the person model (livetwin.lipsync.person_model), which
-    is still being written; skip those tests until `train_for_clone` exists."""
-    try:
-        found = importlib.util.find_spec("livetwin.lipsync.person_model") is not None
-    except ImportError:
-        found = False
-    if found:
-        from livetwin.lipsync import person_model
-
-        found = hasattr(person_model, "train_for_clone")
-    if not found:
-        pytest.skip("livetwin.lipsync.person_model.train_for_clone does not exist yet")
 
 
 # --- media ----------------------------------------------------------------------------------
@@ -586,7 +570,6 @@ def test_warnings_are_one_line_each(base_clone: BaseClone) -> None:
 def test_short_clip_with_speech_warns(capfd: pytest.CaptureFixture[str],
                                       clip: Callable[[str], Path], consent: Path,
                                       out: Path) -> None:
-    needs_person_model()
     run = cli(capfd, *clone_args(clip("twenty_s_speech"), consent, out))
     m = assert_cloned(run, out)
     assert "20 s long" in warnings_text(run)

@@ -162,7 +162,13 @@ def test_portrait_hevc_clone(sweater) -> None:  # type: ignore[no-untyped-def]
     # Landmarks are in source pixels although tracking ran on a smaller decode.
     iod = np.median(np.asarray(face.interocular(lm[usable])))
     assert 150 < iod < 185, iod
-    assert m["person_model"]["val_r"] > m["person_model"]["energy_r"]
+    pm = m["person_model"]
+    # 20 s leave only 3 s to validate on: the model is kept only where it beats the
+    # loudness baseline there, and the clone says so when it is not.
+    kept = pm["file"] == "person_model.onnx"
+    assert kept == (pm["val_r"] > pm["energy_r"]), pm
+    assert kept or "does not beat" in proc.stderr or "hardly predicts" in proc.stderr
+    assert ("person_model.onnx" in bundle.verify(path).manifest["components"]) == kept
 
 
 @pytest.mark.parametrize(("clip", "expect_warning", "speech"), [

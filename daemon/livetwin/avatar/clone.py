@@ -25,6 +25,8 @@ from livetwin.errors import MediaError
 
 VOICE_RATE = 24000
 MIN_USABLE_SHARE = 0.5
+MIN_TRAIN_S, TRAIN_SHARE = 2.0, 0.15  # training budget: 15% of the video, at least 2 s
+MIN_MODEL_R = 0.2  # below this held-out r the audio is not the person's speech
 
 
 class Progress(Protocol):
@@ -155,7 +157,7 @@ def _build(job: _Job, info: MediaInfo, track: Track, audio: npt.NDArray[np.float
         q.numbers["atlas_coverage"] = round(coverage(atlas.descriptors, track.mouth[ok]), 3)
         q.numbers["atlas_bytes"] = (tmp / "atlas.jpg").stat().st_size + (
             tmp / "atlas.npz").stat().st_size
-    person = _person_model(job, track, audio, tmp)
+    person = _person_model(job, track, audio, info.duration, tmp)
     voice_info = _voice_clip(job, info, audio is not None, tmp)
     gestures = _gestures(job, spans, track, tmp)
     with job.timed("writing the report"):
@@ -187,15 +189,47 @@ def _save_track(track: Track, speech: npt.NDArray[np.float32], path: Path) -> No
 
 
 def _person_model(job: _Job, track: Track, audio: npt.NDArray[np.float32] | None,
-                  tmp: Path) -> dict[str, Any] | None:
+                  duration: float, tmp: Path) -> dict[str, Any] | None:
+    """Train the person audio-to-mouth model on the first part of the footage, score it on
+    the held-out rest, and keep it when it is better than no model."""
     if audio is None:
         return None
-    from livetwin.lipsync import person_model
+    from livetwin.lipsync.features import compute_features
+    from livetwin.lipsync.person_model import export_onnx, train_person_model
 
     with job.timed("training the audio-to-mouth model"):
-        return person_model.train_for_clone(audio, AUDIO_RATE, track.times, track.mouth,
-                                            track.usable, job.cfg, tmp / "person_model.onnx",
-                                            job.q.warnings)
+        feats = compute_features(audio, AUDIO_RATE, track.times)
+        holdout = round(track.n * (1.0 - job.cfg.holdout_fraction))
+        # Short clips have little to learn from; do not let training dominate their clone.
+        budget = min(job.cfg.train_seconds, max(MIN_TRAIN_S, TRAIN_SHARE * duration))
+        model = train_person_model(feats, track.mouth, track.usable, holdout, budget_s=budget)
+        m = model.metrics
+        info: dict[str, Any] = {
+            "val_r": _num(m.val_r), "energy_r": _num(m.energy_r), "ridge_r": _num(m.ridge_r),
+            "column_r": dict(zip(face.DESCRIPTOR_NAMES, map(_num, m.column_r), strict=True)),
+            "val_frames": m.val_frames, "train_frames": m.train_frames,
+            "train_seconds": round(m.train_seconds, 2), "holdout_fraction":
+            job.cfg.holdout_fraction, "shortened": m.shortened,
+        }
+        if not m.val_r > MIN_MODEL_R:  # also false for nan
+            job.q.warnings.append(
+                f"the audio hardly predicts the mouth (held-out r = {m.val_r:.2f}); it may "
+                "not be this person's own speech, so no person audio-to-mouth model is kept."
+            )
+            return {**info, "file": None}
+        if not m.val_r > m.energy_r:
+            job.q.warnings.append(
+                f"the person audio-to-mouth model (held-out r = {m.val_r:.2f}) does not beat "
+                f"the loudness baseline (r = {m.energy_r:.2f}) on this footage, so it is not "
+                "kept; a longer video (about a minute of speech) trains a better one."
+            )
+            return {**info, "file": None}
+        export_onnx(model, tmp / "person_model.onnx")
+    return {**info, "file": "person_model.onnx"}
+
+
+def _num(x: float) -> float | None:
+    return None if not np.isfinite(x) else round(float(x), 4)
 
 
 def _voice_clip(job: _Job, info: MediaInfo, has_speech: bool, tmp: Path
