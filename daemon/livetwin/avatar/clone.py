@@ -25,7 +25,7 @@ from livetwin.errors import MediaError
 
 VOICE_RATE = 24000
 MIN_USABLE_SHARE = 0.5
-MIN_TRAIN_S, TRAIN_SHARE = 2.0, 0.15  # training budget: 15% of the video, at least 2 s
+MIN_TRAIN_S, TRAIN_SHARE = 2.0, 0.25  # training budget: 25% of the video, at least 2 s
 MIN_MODEL_R = 0.2  # below this held-out r the audio is not the person's speech
 
 
