@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 Log = Callable[[str], None] | None
+CHILD_TIMEOUT_S = 900.0
 BENCH_CONSENT = {
     "subject": "benchmark clip",
     "statement": "Used only to measure livetwin's clone speed on internal test footage.",
@@ -35,6 +36,23 @@ def shared_media() -> Path | None:
     return None
 
 
+def _run_measured(cmd: list[str], err_path: Path) -> tuple[float, int, int, str]:
+    """Run a child; its own wall time, peak RSS (kB, from wait4) and exit code."""
+    with err_path.open("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        watchdog = threading.Timer(CHILD_TIMEOUT_S, proc.kill)
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            watchdog.cancel()
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return wall, usage.ru_maxrss, proc.returncode, err.read()
+
+
 def bench_clone(video: Path, log: Log = None) -> dict[str, Any]:
     """Clone `video` in a child process: wall time, real-time factor, peak RSS, model r."""
     with tempfile.TemporaryDirectory(prefix="livetwin-bench-") as tmp:
@@ -42,13 +60,9 @@ def bench_clone(video: Path, log: Log = None) -> dict[str, Any]:
         consent.write_text(yaml.safe_dump(BENCH_CONSENT), encoding="utf-8")
         cmd = [sys.executable, "-m", "livetwin.cli", "clone", str(video), "--name", "bench",
                "--consent", str(consent), "--out", tmp]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-        wall = time.perf_counter() - t0
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        if proc.returncode != 0:
-            return {"video": video.name, "error": proc.stderr.strip().splitlines()[-1:]}
+        wall, peak_kb, code, errtext = _run_measured(cmd, Path(tmp) / "stderr.txt")
+        if code != 0:
+            return {"video": video.name, "error": errtext.strip().splitlines()[-1:]}
         manifest = yaml.safe_load((Path(tmp) / "bench.twin" / "manifest.yaml").read_text())
     q, pm = manifest["quality"], manifest.get("person_model") or {}
     dur = manifest["source"]["duration_s"]
@@ -58,7 +72,7 @@ def bench_clone(video: Path, log: Log = None) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "realtime_factor": round(wall / dur, 3),
         "in_process_s": q["clone_seconds"],
-        "peak_rss_mb": round(max(peak_kb, before) / 1024, 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
         "steps_s": manifest.get("timings_s", {}),
         "person_model_val_r": pm.get("val_r"),
         "energy_baseline_r": pm.get("energy_r"),

@@ -18,7 +18,7 @@ from livetwin.avatar import bundle, face, gesture_clips, quality, report, voice
 from livetwin.avatar.atlas import build_atlas, coverage
 from livetwin.avatar.consent import load_consent
 from livetwin.avatar.ingest import AUDIO_RATE, MediaInfo, probe, read_audio
-from livetwin.avatar.loops import build_loop_graph
+from livetwin.avatar.loops import DEFAULT_MAX_COST, build_loop_graph
 from livetwin.avatar.tracking import Track, track_video
 from livetwin.config import CloneConfig
 from livetwin.errors import MediaError
@@ -26,7 +26,8 @@ from livetwin.errors import MediaError
 VOICE_RATE = 24000
 MIN_USABLE_SHARE = 0.5
 MIN_TRAIN_S, TRAIN_SHARE = 2.0, 0.25  # training budget: 25% of the video, at least 2 s
-MIN_MODEL_R = 0.2  # below this held-out r the audio is not the person's speech
+MIN_MODEL_R = 0.2
+MIN_IDLE_SHARE = 0.02  # below this held-out r the audio is not the person's speech
 
 
 class Progress(Protocol):
@@ -146,7 +147,9 @@ def _build(job: _Job, info: MediaInfo, track: Track, audio: npt.NDArray[np.float
         graph = build_loop_graph(track.appearance, track.landmarks, track.mouth, track.usable,
                                  fps, speech)
         graph.save(tmp / "loops.npz")
-        q.numbers.update({f"loops_{k}": v for k, v in graph.stats().as_dict().items()})
+        stats = graph.stats().as_dict()
+        q.numbers.update({f"loops_{k}": v for k, v in stats.items()})
+        _loop_warnings(stats, q.warnings)
     with job.timed("building the mouth atlas"):
         assert track.canonical is not None
         atlas = build_atlas(track.patches, track.mouth, track.raw_landmarks, track.usable,
@@ -178,6 +181,19 @@ def _build(job: _Job, info: MediaInfo, track: Track, audio: npt.NDArray[np.float
         "quality": dict(q.numbers),
         "warnings": list(q.warnings),
     }
+
+
+def _loop_warnings(stats: dict[str, float], warnings: list[str]) -> None:
+    # The graph raises its jump threshold only when the footage offers too few invisible
+    # loop points (measured: jumps above 1.5 natural steps start to show).
+    if stats["max_cost"] > DEFAULT_MAX_COST:
+        warnings.append("the footage has few places where it loops invisibly (constant "
+                        "motion or swaying), so some idle loops may show a small jump; a "
+                        "steadier video with calm pauses loops better.")
+    if stats["idle_share"] < MIN_IDLE_SHARE:
+        warnings.append("the video has almost no calm moments (mouth closed, not speaking); "
+                        "add a few seconds of quiet listening so the twin looks natural while "
+                        "it is silent.")
 
 
 def _save_track(track: Track, speech: npt.NDArray[np.float32], path: Path) -> None:
