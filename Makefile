@@ -45,6 +45,8 @@ bench: venv
 	$(VENV)/bin/livetwin bench --json
 
 demo: venv
+	@$(VENV)/bin/livetwin demo --help >/dev/null 2>&1 || { \
+	  echo "make demo: the demo show is not built yet; meanwhile try '$(VENV)/bin/livetwin clone --help'."; exit 2; }
 	$(VENV)/bin/livetwin demo $(if $(MINUTES),--minutes $(MINUTES),)
 
 clean:

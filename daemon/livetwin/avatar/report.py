@@ -33,13 +33,27 @@ def overlay(rgb: U8, lm: npt.NDArray[np.float32] | None, label: str) -> U8:
     """A frame with its tracked landmarks drawn on, fitted into a tile."""
     img = rgb.copy()
     if lm is not None and np.isfinite(lm).all():
-        r = max(1, round(img.shape[1] / 300))
+        img, lm = _face_crop(img, lm)
+        r = max(1, round(img.shape[1] / 220))
         for idx, colour in OVERLAY_GROUPS:
             for x, y in lm[list(idx), :2]:
                 cv2.circle(img, (int(x), int(y)), r, colour, -1, cv2.LINE_AA)
     tile = _fit(img, TILE, TILE)
     _label(tile, label)
     return tile
+
+
+def _face_crop(img: U8, lm: npt.NDArray[np.float32]) -> tuple[U8, npt.NDArray[np.float32]]:
+    """A square around the face (twice its size) so small faces in wide shots show."""
+    (x0, y0), (x1, y1) = lm[:, :2].min(axis=0), lm[:, :2].max(axis=0)
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+    h, w = img.shape[:2]
+    a, b = int(max(cx - half, 0)), int(max(cy - half, 0))
+    c, d = int(min(cx + half, w)), int(min(cy + half, h))
+    out = lm.copy()
+    out[:, 0] -= a
+    out[:, 1] -= b
+    return img[b:d, a:c], out
 
 
 def _label(img: U8, text: str) -> None:
