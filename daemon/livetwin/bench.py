@@ -99,8 +99,22 @@ def _clone_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]
     return {v.stem: bench_clone(v, log) for v in videos}
 
 
+def _speech_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
+    from livetwin.speech.benchmark import speech_figures
+
+    return speech_figures()
+
+
+def _lipsync_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
+    from livetwin.lipsync.benchmark import lipsync_figures
+
+    return lipsync_figures(clips=videos)
+
+
 BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
     "clone": _clone_figures,
+    "speech": _speech_figures,
+    "lipsync": _lipsync_figures,
 }
 
 

@@ -63,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure the performance figures")
     b.add_argument("--json", action="store_true", help="print JSON only")
-    b.add_argument("--only", action="append", choices=["clone"],
+    b.add_argument("--only", action="append", choices=["clone", "speech", "lipsync"],
                    help="run only these benchmarks")
     b.add_argument("--video", action="append", type=Path,
-                   help="clone these videos instead of the shared test clips")
+                   help="use these videos instead of the shared test clips")
     b.set_defaults(func=cmd_bench)
     return p
 
@@ -186,8 +186,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for v in args.video or []:
         if not v.is_file():
             raise InputError(f"--video {v}: no such file.")
-    figures = run_benchmarks(only=args.only, log=None if args.json else err.print,
-                             videos=args.video)
+    with _native_logs_hidden(args.debug) as console:
+        figures = run_benchmarks(only=args.only, log=None if args.json else console.print,
+                                 videos=args.video)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:

@@ -38,10 +38,47 @@ class CloneConfig(_Section):
     threads: int = Field(2, ge=1, le=64, description="CPU threads used by clone.")
 
 
+class PiperConfig(_Section):
+    """A Piper voice the user supplies (voice.onnx + voice.onnx.json)."""
+
+    model: Path | None = Field(None, description="Path of the voice's .onnx file.")
+    speaker: str | None = Field(None, description="Speaker name or number (multi-speaker).")
+
+
+class HttpTTSConfig(_Section):
+    """An OpenAI-compatible /v1/audio/speech server."""
+
+    base_url: str = Field("http://127.0.0.1:8000", description="Server address.")
+    model: str = "tts-1"
+    voice: str = "alloy"
+    api_key: str = Field("", description="Bearer token, if the server needs one.")
+
+
+class GPTSoVITSConfig(_Section):
+    """A GPT-SoVITS api_v2 server cloning the voice from the bundle's voice_ref.wav."""
+
+    base_url: str = Field("http://127.0.0.1:9880", description="Server address.")
+    prompt_text: str = Field("", description="What is said in the voice reference clip.")
+    prompt_lang: str = "en"
+
+
+class TTSConfig(_Section):
+    """Which voice speaks: a backend by name, then fallbacks tried in order."""
+
+    backend: str = Field("espeak", description="espeak | piper | http | gpt-sovits")
+    fallback: list[str] = Field(["espeak"], description="Backends tried when one fails.")
+    timeout_s: float = Field(5.0, gt=0, description="Longest wait for one sentence.")
+    cache_mb: int = Field(256, ge=0, description="Disk cache of spoken lines (0 = off).")
+    piper: PiperConfig = PiperConfig()
+    http: HttpTTSConfig = HttpTTSConfig()
+    gpt_sovits: GPTSoVITSConfig = GPTSoVITSConfig()
+
+
 class Config(_Section):
     """The whole of livetwin.yaml."""
 
     clone: CloneConfig = CloneConfig()
+    tts: TTSConfig = TTSConfig()
 
 
 def home_dir() -> Path:
