@@ -29,7 +29,6 @@ async def _speak(text: str, lang: str) -> list[SpeechAudio]:
 
 @pytest.fixture(scope="module", params=sorted(ESPEAK_TEXTS))
 def spoken(request: pytest.FixtureRequest) -> tuple[str, list[SpeechAudio]]:
-    pytest.importorskip("livetwin.speech.espeak")
     lang = str(request.param)
     return lang, asyncio.run(_speak(ESPEAK_TEXTS[lang], lang))
 

@@ -105,7 +105,6 @@ print(json.dumps(out))
 def _espeak_ipa(text: str, voice: str) -> list[str]:
     """Phonemes libespeak-ng emits for `text` (IPA), through ctypes in a child process so
     this test never re-initialises the library under the espeak backend."""
-    pytest.importorskip("espeakng_loader")
     done = subprocess.run([sys.executable, "-c", _IPA_SCRIPT, voice], input=text,
                           capture_output=True, text=True, timeout=60, check=True)
     return list(json.loads(done.stdout))
