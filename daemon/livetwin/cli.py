@@ -68,6 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--video", action="append", type=Path,
                    help="use these videos instead of the shared test clips")
     b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("say", help="render the twin saying a text (or a recording) to MP4")
+    s.add_argument("avatar", help="avatar bundle (NAME.twin folder, or NAME in ./avatars)")
+    s.add_argument("text", nargs="?", help="what to say (or give --audio)")
+    s.add_argument("--audio", type=Path, help="drive the mouth with this speech recording")
+    s.add_argument("--out", type=Path, required=True, help="output file (.mp4)")
+    s.add_argument("--voice", help="BACKEND:VOICE, e.g. espeak:en-us+f3 (default: config)")
+    s.add_argument("--lang", default="en", help="language of TEXT: en, zh or de")
+    s.add_argument("--size", default="1280x720", help="output WIDTHxHEIGHT (default 1280x720)")
+    s.add_argument("--fps", type=int, default=25, help="output frame rate (default 25)")
+    s.add_argument("--label", default=None, help='AI-disclosure label text (default '
+                   '"AI-generated host")')
+    s.add_argument("--label-position", default="top-left",
+                   choices=["top-left", "top-right", "bottom-left", "bottom-right"])
+    s.add_argument("--no-label", action="store_true",
+                   help="turn the visible AI-disclosure label OFF (logged)")
+    s.add_argument("--background", default="#000000", help="canvas colour #RRGGBB")
+    s.set_defaults(func=cmd_say)
     return p
 
 
@@ -193,6 +211,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(figures, indent=2))
     else:
         out.print_json(json.dumps(figures))
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    """Render the twin saying TEXT (or --audio) into an MP4."""
+    from livetwin.config import load_config
+    from livetwin.render.canvas import DEFAULT_LABEL, parse_colour
+    from livetwin.render.say import SayRequest, parse_size, say
+
+    if args.no_label and args.label:
+        raise InputError("--no-label and --label contradict each other; give one.")
+    try:
+        background = parse_colour(args.background)
+    except ValueError as exc:
+        raise InputError(f"--background: {exc}.") from None
+    req = SayRequest(out=args.out, text=args.text, audio=args.audio, voice=args.voice,
+                     lang=args.lang, size=parse_size(args.size), fps=args.fps,
+                     label=None if args.no_label else (args.label or DEFAULT_LABEL),
+                     label_position=args.label_position, background=background)
+    cfg = load_config(args.config)
+    if args.no_label:
+        err.print("[yellow]warning:[/] the visible AI-disclosure label is OFF (--no-label); "
+                  "viewers must be told another way that this host is AI-generated.",
+                  highlight=False)
+    columns = (TextColumn("{task.description:<10}"), BarColumn(), TextColumn(
+        "{task.completed}/{task.total} frames"), TimeElapsedColumn())
+    with _native_logs_hidden(args.debug) as console, Progress(
+            *columns, console=console, transient=False) as bar:
+        task = bar.add_task("rendering", total=None)
+
+        def progress(done: int, total: int) -> None:
+            if done == 1 or done == total or done % 10 == 0:
+                bar.update(task, completed=done, total=total)
+
+        result = say(args.avatar, req, cfg, progress=progress)
+    out.print(f"wrote {result.path}: {result.frames} frames, {result.duration_s:.2f} s at "
+              f"{result.size[0]}x{result.size[1]} {result.fps} fps ({result.sentences} "
+              f"sentence(s), mouth from {result.mouth_source}); rendered at "
+              f"{result.render_fps:.1f} frames/s = {result.realtime_factor:.2f}x real time "
+              f"(speech {result.tts_s:.2f} s)", highlight=False)
     return 0
 
 

@@ -1,0 +1,422 @@
+"""`livetwin say`: the offline pipeline from text (or recorded speech) to an MP4 of the
+twin saying it (issue 4 item 4).
+
+text -> normalise -> TTS sentence by sentence -> mouth track per sentence (phoneme
+timings, else the bundle's person model, else the audio energy) -> loop walker over the
+bundle's loop graph (toward idle frames in pauses) -> compositor per output frame ->
+canvas (placement, AI-disclosure label) -> H.264 + AAC MP4.
+
+One timeline: output frame k is shown at k/fps, and the audio sample of time t sits at
+t*48000. Every sentence starts on a frame boundary, so its mouth track (frame i of a
+sentence at i/fps from its start) lines up with its audio exactly. PAD_S of closed-mouth
+idle comes before the first and after the last sentence, PAUSE_S between sentences.
+The file is written to a temporary name beside OUT and renamed when complete."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from livetwin.config import Config
+from livetwin.errors import InputError, MediaError
+from livetwin.events import SpeechAudio
+from livetwin.render.canvas import DEFAULT_LABEL, DEFAULT_POSITION, DEFAULT_SIZE, Canvas
+
+F32 = npt.NDArray[np.float32]
+AUDIO_RATE = 48_000  # output audio
+MODEL_RATE = 16_000  # what the mouth planner is given for recorded audio
+PAD_S = 0.5  # idle, closed mouth, before and after the speech
+PAUSE_S = 0.3  # between sentences
+MAX_TEXT_CHARS = 20_000
+MAX_AUDIO_S = 30 * 60.0
+DEMO = "demo"
+ENCODER_PRESET = "veryfast"
+CRF = "20"
+
+Progress = Callable[[int, int], None]  # (frames done, frames total)
+
+
+@dataclass(frozen=True)
+class SayRequest:
+    """What to say and how to show it."""
+
+    out: Path
+    text: str | None = None
+    audio: Path | None = None
+    voice: str | None = None  # "BACKEND:VOICE", "BACKEND" or ":VOICE"
+    lang: str = "en"
+    size: tuple[int, int] = DEFAULT_SIZE
+    fps: int = 25
+    label: str | None = DEFAULT_LABEL  # None: no label (explicit, logged)
+    label_position: str = DEFAULT_POSITION
+    background: tuple[int, int, int] = (0, 0, 0)
+    seed: int = 0
+
+
+@dataclass
+class SayResult:
+    """What was written and how fast."""
+
+    path: Path
+    frames: int
+    fps: int
+    size: tuple[int, int]
+    duration_s: float  # of the video (= of the audio track)
+    speech_s: float  # of the speech without padding and pauses
+    sentences: int
+    mouth_source: str
+    tts_s: float  # wall time of speech synthesis / audio decoding
+    render_s: float  # wall time of render + encode
+    speech_spans: list[tuple[int, int]] = field(default_factory=list)  # frames [a, b)
+
+    @property
+    def render_fps(self) -> float:
+        return self.frames / self.render_s if self.render_s > 0 else math.inf
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of video per second of render + encode wall time."""
+        return self.duration_s / self.render_s if self.render_s > 0 else math.inf
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720); InputError unless both are even and 16..4096."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--size {text!r} is not WIDTHxHEIGHT (for example 1280x720).") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096) or w % 2 or h % 2:
+        raise InputError(f"--size {text!r}: width and height must be even numbers from 16 to "
+                         "4096 (H.264 4:2:0 needs even sizes).")
+    return w, h
+
+
+def parse_voice(text: str) -> tuple[str | None, str]:
+    """'espeak:en-us+f3' -> ('espeak', 'en-us+f3'); 'piper' -> ('piper', '');
+    ':en-us+f3' -> (None, 'en-us+f3')."""
+    backend, _, voice = text.partition(":")
+    return (backend.strip() or None), voice.strip()
+
+
+# ------------------------------------------------------------------ speech
+
+
+@dataclass(frozen=True)
+class _Speech:
+    """The sentences to say, each as planner input and as output audio at AUDIO_RATE."""
+
+    items: list[SpeechAudio]
+    out_pcm: list[F32]
+
+
+def _tts(text: str, req: SayRequest, cfg: Config, voice_ref: Path | None) -> _Speech:
+    from livetwin.speech.audio import resample
+    from livetwin.speech.base import VoiceSettings
+    from livetwin.speech.normalize import canonical_lang, normalize
+    from livetwin.speech.registry import from_config
+
+    try:
+        lang = canonical_lang(req.lang)
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"--lang {req.lang!r}: {exc}") from None
+    spoken = normalize(text, lang)
+    if not spoken:
+        raise InputError("the text has nothing to say (empty once markup, emoji and symbols "
+                         "are removed); give some words.")
+    tts_cfg = cfg.tts
+    settings = VoiceSettings()
+    if req.voice:
+        backend, voice = parse_voice(req.voice)
+        if backend:
+            tts_cfg = tts_cfg.model_copy(update={"backend": backend})
+        settings = VoiceSettings(voice=voice)
+    tts = from_config(tts_cfg, voice_ref=voice_ref)
+
+    async def run() -> list[SpeechAudio]:
+        items: list[SpeechAudio] = []
+        try:
+            async for s in tts.stream(spoken, lang=lang, settings=settings):
+                if len(s.pcm):
+                    items.append(s)
+        finally:
+            await tts.aclose()
+        return items
+
+    items = asyncio.run(run())
+    if not items:
+        raise InputError("the voice produced no audio for this text; try other words.")
+    return _Speech(items, [resample(np.asarray(s.pcm, np.float32), s.sample_rate, AUDIO_RATE)
+                           for s in items])
+
+
+def read_audio_file(path: Path) -> F32:
+    """A recorded speech file as mono float32 at AUDIO_RATE; MediaError if unusable."""
+    import av
+
+    if not path.is_file():
+        raise MediaError(f"--audio {path}: no such file; check the path.")
+    chunks: list[F32] = []
+    try:
+        with av.open(str(path), mode="r") as container:
+            if not container.streams.audio:
+                raise MediaError(f"--audio {path} has no audio stream; give a speech "
+                                 "recording (wav, mp3, m4a, ...).")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+            for frame in container.decode(container.streams.audio[0]):
+                for o in resampler.resample(frame):
+                    chunks.append(o.to_ndarray().reshape(-1))
+            for o in resampler.resample(None):
+                chunks.append(o.to_ndarray().reshape(-1))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
+        raise MediaError(f"--audio {path}: cannot read this file as audio (damaged or not "
+                         "a media file); export it again as WAV and retry.") from None
+    pcm = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    if len(pcm) < AUDIO_RATE * 0.1:
+        raise MediaError(f"--audio {path}: no audio in it (shorter than 0.1 s).")
+    if len(pcm) > AUDIO_RATE * MAX_AUDIO_S:
+        raise MediaError(f"--audio {path} is longer than {MAX_AUDIO_S / 60:.0f} minutes; "
+                         "cut it into parts.")
+    return pcm
+
+
+def _recorded(path: Path) -> _Speech:
+    from livetwin.speech.audio import resample
+
+    pcm = read_audio_file(path)
+    return _Speech([SpeechAudio(resample(pcm, AUDIO_RATE, MODEL_RATE), MODEL_RATE)], [pcm])
+
+
+# ------------------------------------------------------------------ timeline
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Per output frame: the mouth target (n, 4) and whether the twin speaks; the audio
+    (float32 mono at AUDIO_RATE, exactly n/fps long)."""
+
+    targets: F32
+    speaking: npt.NDArray[np.bool_]
+    audio: F32
+    spans: list[tuple[int, int]]
+    source: str
+
+
+def build_timeline(speech: _Speech, fps: int, closed: F32,
+                   plan: Callable[[SpeechAudio], npt.NDArray[np.float32]],
+                   source: Callable[[SpeechAudio], str]) -> Timeline:
+    """Lay the sentences on frame boundaries with padding and pauses (module doc)."""
+    pad, pause = round(PAD_S * fps), max(1, round(PAUSE_S * fps))
+    spf = AUDIO_RATE / fps
+    starts: list[int] = []
+    lengths: list[int] = []
+    k = pad
+    for pcm in speech.out_pcm:
+        n = math.ceil(len(pcm) / spf)
+        starts.append(k)
+        lengths.append(n)
+        k += n + pause
+    total = k - pause + pad
+    targets = np.tile(closed.astype(np.float32), (total, 1))
+    speaking = np.zeros(total, bool)
+    audio = np.zeros(round(total * spf), np.float32)
+    sources: list[str] = []
+    for item, pcm, s, n in zip(speech.items, speech.out_pcm, starts, lengths, strict=True):
+        a = round(s * spf)
+        audio[a:a + len(pcm)] = pcm[:len(audio) - a]
+        values = plan(item)
+        m = min(len(values), n)
+        targets[s:s + m] = values[:m]
+        speaking[s:s + n] = True
+        sources.append(source(item))
+    spans = [(s, s + n) for s, n in zip(starts, lengths, strict=True)]
+    return Timeline(targets, speaking, audio, spans, "+".join(dict.fromkeys(sources)))
+
+
+# ------------------------------------------------------------------ writer
+
+
+@contextlib.contextmanager
+def atomic_output(out: Path) -> Iterator[Path]:
+    """A temporary path beside `out`, renamed to `out` when the block succeeds and
+    removed when it fails (Ctrl-C included)."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+class Mp4Writer:
+    """H.264 (yuv420p) video + AAC (48 kHz mono) audio on one timeline."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: int) -> None:
+        import av
+
+        self._av = av
+        self.fps = fps
+        self._c = av.open(str(path), mode="w", format="mp4")
+        self._v = self._c.add_stream("libx264", rate=Fraction(fps, 1))
+        self._v.width, self._v.height = size
+        self._v.pix_fmt = "yuv420p"
+        self._v.options = {"preset": ENCODER_PRESET, "crf": CRF}
+        self._v.codec_context.time_base = Fraction(1, fps)
+        self._a = self._c.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+        self._a.codec_context.time_base = Fraction(1, AUDIO_RATE)
+        self._a_pts = 0
+        self._v_pts = 0
+
+    def video(self, rgb: npt.NDArray[np.uint8]) -> None:
+        frame = self._av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = self._v_pts
+        frame.time_base = Fraction(1, self.fps)
+        self._v_pts += 1
+        self._c.mux(self._v.encode(frame))
+
+    def audio(self, pcm: F32) -> None:
+        if not len(pcm):
+            return
+        frame = self._av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(pcm, np.float32).reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = self._a_pts
+        frame.time_base = Fraction(1, AUDIO_RATE)
+        self._a_pts += len(pcm)
+        self._c.mux(self._a.encode(frame))
+
+    def close(self) -> None:
+        self._c.mux(self._v.encode(None))
+        self._c.mux(self._a.encode(None))
+        self._c.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._c.close()
+
+
+# ------------------------------------------------------------------ the pipeline
+
+
+def resolve_avatar(avatar: str) -> Path:
+    """A bundle path from AVATAR, verified; `demo` is reserved for the embedded demo."""
+    from livetwin.avatar import bundle
+    from livetwin.errors import BundleError
+
+    if avatar == DEMO and not Path(DEMO).exists():
+        raise BundleError("the embedded demo avatar does not exist yet (it comes with photo "
+                          "avatars); clone one with `livetwin clone` and give its bundle.")
+    path = bundle.resolve(avatar)
+    bundle.load(path)
+    return path
+
+
+def validate(req: SayRequest) -> None:
+    """Cheap checks before anything heavy runs (InputError)."""
+    if (req.text is None) == (req.audio is None):
+        raise InputError("give either TEXT or --audio FILE (one of them, not both).")
+    if req.text is not None and not req.text.strip():
+        raise InputError("TEXT is empty; give the words to say, or --audio FILE.")
+    if req.text is not None and len(req.text) > MAX_TEXT_CHARS:
+        raise InputError(f"TEXT is longer than {MAX_TEXT_CHARS} characters; split it.")
+    if not 1 <= req.fps <= 60:
+        raise InputError(f"--fps {req.fps}: give a whole number from 1 to 60.")
+    if AUDIO_RATE % req.fps:
+        raise InputError(f"--fps {req.fps}: choose a rate that divides 48000 (24, 25, 30, "
+                         "50, 60, ...).")
+    if req.out.suffix.lower() != ".mp4":
+        raise InputError(f"--out {req.out}: the output is an MP4; name it *.mp4.")
+    if req.out.is_dir():
+        raise InputError(f"--out {req.out} is a folder; give a file name ending in .mp4.")
+    if not req.out.parent.is_dir():
+        raise InputError(f"--out {req.out}: the folder {req.out.parent} does not exist.")
+
+
+def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
+        progress: Progress | None = None) -> SayResult:
+    """Render `req` with the avatar bundle `avatar` into req.out (see the module doc)."""
+    from livetwin.avatar.loops import LoopGraph
+    from livetwin.lipsync.person_model import PersonMouthModel
+    from livetwin.lipsync.track import SOURCE_MODEL, MouthRange, plan_mouth
+    from livetwin.render.compositor import Compositor
+    from livetwin.render.loop_walker import LoopWalker
+
+    validate(req)
+    bundle_dir = resolve_avatar(str(avatar))
+    cfg = cfg or Config()
+    def make_canvas(source: tuple[int, int]) -> Canvas:
+        return Canvas(source, req.size, background=req.background, label=req.label,
+                      label_position=req.label_position)
+
+    try:
+        make_canvas((256, 256))  # label fits, position known: fail before the TTS runs
+    except ValueError as exc:
+        raise InputError(f"{exc}.") from None
+
+    t0 = time.perf_counter()
+    voice_ref = bundle_dir / "voice_ref.wav"
+    if req.text is not None:
+        speech = _tts(req.text, req, cfg, voice_ref if voice_ref.is_file() else None)
+    else:
+        assert req.audio is not None
+        speech = _recorded(req.audio)
+    rng_mouth = MouthRange.from_bundle(bundle_dir)
+    model_path = bundle_dir / "person_model.onnx"
+    model = PersonMouthModel.load(model_path) if model_path.is_file() else None
+    timeline = build_timeline(
+        speech, req.fps, rng_mouth.closed,
+        lambda s: plan_mouth(s, req.fps, rng_mouth, model).values,
+        lambda s: plan_mouth_source(s, model is not None, SOURCE_MODEL))
+    tts_s = time.perf_counter() - t0
+
+    comp = Compositor(bundle_dir, max_side=max(req.size))
+    canvas = make_canvas(comp.footage.size)
+    graph = LoopGraph.load(bundle_dir / "loops.npz")
+    walker = LoopWalker(graph, np.random.default_rng(req.seed), prefer_idle=True)
+    n = len(timeline.targets)
+    spf = AUDIO_RATE // req.fps
+    t1 = time.perf_counter()
+    with atomic_output(req.out) as tmp:
+        writer = Mp4Writer(tmp, req.size, req.fps)
+        try:
+            steps = 0
+            for k in range(n):
+                walker.prefer_idle = not bool(timeline.speaking[k])
+                # the walker steps at the footage rate whatever the output rate
+                due = math.floor(k * graph.fps / req.fps) + 1
+                while steps < due:
+                    base = walker.next()
+                    steps += 1
+                rgb = comp.render(base, timeline.targets[k])
+                writer.audio(timeline.audio[k * spf:(k + 1) * spf])
+                writer.video(canvas.compose(rgb))
+                if progress is not None:
+                    progress(k + 1, n)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    render_s = time.perf_counter() - t1
+    speech_s = float(sum(len(p) for p in speech.out_pcm) / AUDIO_RATE)
+    return SayResult(req.out, n, req.fps, req.size, n / req.fps, speech_s, len(speech.items),
+                     timeline.source, tts_s, render_s, timeline.spans)
+
+
+def plan_mouth_source(speech: SpeechAudio, has_model: bool, model_name: str) -> str:
+    """Which source plan_mouth uses for `speech` (its order: phonemes, model, energy)."""
+    from livetwin.lipsync.track import SOURCE_ENERGY, SOURCE_PHONEMES
+
+    if speech.phonemes:
+        return SOURCE_PHONEMES
+    return model_name if has_model else SOURCE_ENERGY
