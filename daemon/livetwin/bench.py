@@ -111,8 +111,20 @@ def _lipsync_figures(log: Log, videos: list[Path] | None = None) -> dict[str, An
     return lipsync_figures(clips=videos)
 
 
+def _render_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
+    from livetwin.render.benchmark import render_figures
+
+    if not videos:
+        media = shared_media()
+        if media is None:
+            return {"skipped": "no ../shared/media beside this checkout; pass --video"}
+        videos = [media / CLONE_CLIPS[0]]
+    return render_figures(videos[0])
+
+
 BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
     "clone": _clone_figures,
+    "render": _render_figures,
     "speech": _speech_figures,
     "lipsync": _lipsync_figures,
 }

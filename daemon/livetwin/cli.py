@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure the performance figures")
     b.add_argument("--json", action="store_true", help="print JSON only")
-    b.add_argument("--only", action="append", choices=["clone", "speech", "lipsync"],
+    b.add_argument("--only", action="append", choices=["clone", "render", "speech", "lipsync"],
                    help="run only these benchmarks")
     b.add_argument("--video", action="append", type=Path,
                    help="use these videos instead of the shared test clips")

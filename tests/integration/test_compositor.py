@@ -16,6 +16,7 @@ import yaml
 
 from livetwin.avatar import face
 from livetwin.render.compositor import Compositor
+from tests import mediagen
 
 pytestmark = [pytest.mark.media, pytest.mark.slow]
 
@@ -190,6 +191,67 @@ def test_sentence_pngs(comp: Compositor, tmp_path: Path) -> None:
         shutil.copyfile(tmp_path / name, CHECK_DIR / name)
     t = comp.timing()
     print("timing ms " + ", ".join(f"{s} {v['p50']:.2f}/{v['p99']:.2f}" for s, v in t.items()))
+
+
+@pytest.fixture(scope="module")
+def sweater(media, tmp_path_factory) -> Compositor:  # type: ignore[no-untyped-def]
+    """A clone of 10 s (at 720x1280) of the bearded portrait clip: its beard-against-neck
+    jaw edge shows any patch whose jaw outline differs from the base frame's."""
+    out = tmp_path_factory.mktemp("sweater")
+    consent = out / "consent.yaml"
+    consent.write_text(yaml.safe_dump(CONSENT))
+    clip = mediagen.make_clip(media("man_black_sweater_20s_latentsync_demo2.mp4"),
+                              out / "sweater.mp4", duration=10.0, size=(720, 1280))
+    cmd = [sys.executable, "-m", "livetwin.cli", "clone", str(clip), "--name", "sweater",
+           "--consent", str(consent), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return Compositor(out / "sweater.twin")
+
+
+def jaw_band_gradient(img: U8, lm: npt.NDArray[np.float32]) -> float:
+    """Mean gradient magnitude inside the face just above its jaw line: between the base
+    frame's jaw outline pulled in by 0.025 IOD and by 0.16 IOD, lips left out. A patch
+    whose own jaw edge lands inside the base face (a ghost chin) adds edges here."""
+    iod = float(face.interocular(lm))
+    shape = img.shape[:2]
+    face_mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(face_mask, [np.round(lm[list(face.JAW), :2]).astype(np.int32)], 1)
+
+    def erode(r: float) -> npt.NDArray[np.uint8]:
+        k = max(1, round(r * iod))
+        return cv2.erode(face_mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                              (2 * k + 1, 2 * k + 1)))
+
+    lips = np.zeros(shape, np.uint8)
+    cv2.fillPoly(lips, [np.round(lm[list(face.OUTER_LIP), :2]).astype(np.int32)], 1)
+    lips = cv2.dilate(lips, np.ones((round(0.16 * iod),) * 2, np.uint8))
+    band = (erode(0.025) > 0) & (erode(0.16) == 0) & (lips == 0)
+    g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    mag = np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+    return float(mag[band].mean())
+
+
+def test_no_ghost_jaw_line(sweater: Compositor) -> None:
+    comp = sweater
+    ok = usable(comp)
+    rng = np.random.default_rng(5)
+    ratios = []
+    comp.allow_own = False
+    try:
+        for i in rng.choice(ok, 80, replace=False):
+            comp.reset()
+            out = comp.render(int(i), comp.footage.mouth[rng.choice(ok)])
+            lm = comp.footage.landmarks[int(i)]
+            ratios.append(jaw_band_gradient(out, lm)
+                          / max(jaw_band_gradient(comp.footage.frame(int(i)), lm), 1e-3))
+    finally:
+        comp.allow_own = True
+    r = np.array(ratios)
+    print(f"ghost: jaw-band gradient rendered/base median {np.median(r):.3f} "
+          f"p90 {np.percentile(r, 90):.3f} max {r.max():.3f}")
+    assert np.median(r) < 1.05
+    assert np.percentile(r, 90) < 1.15
 
 
 def _grid(images: list[U8], cols: int) -> U8:

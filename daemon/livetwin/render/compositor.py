@@ -47,6 +47,18 @@ TIMING_WINDOW = 10_000
 NOSE_BASE = (98, 97, 2, 326, 327)
 CHEEKS = (205, 425, 207, 427)
 LOWER_JAW = face.JAW[3:-3]  # ear-level points left out: they sit beside the eyes
+# Per-frame jaw clip: at the sides the blend stays inside both the base frame's and the
+# patch's own jaw outline (point by point the one nearer the face centre), pulled in by
+# JAW_ERODE and feathered by JAW_FEATHER (IOD), so a patch from another head pose or jaw
+# position never paints its jaw edge (beard against neck) inside the base face. Around
+# the chin (weight falling off over JAW_CHIN_SPAN points) the patch's own outline plus
+# JAW_CHIN_EXTRA wins, so an opened jaw still extends down and a closed patch never
+# paints its neck over a lower base chin.
+CLIP_JAW = face.JAW[1:-1]
+JAW_ERODE = 0.05
+JAW_FEATHER = 0.03
+JAW_CHIN_SPAN = 6.0
+JAW_CHIN_EXTRA = 0.03
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class _BaseGeom:
     m_roi: F32
     mean: F32
     std: F32
+    jaw: F32  # (len(CLIP_JAW), 2) the base frame's jaw outline in patch-crop pixels
 
 
 class Compositor:
@@ -82,6 +95,16 @@ class Compositor:
         lm_c = _canonical_points(self._m, fp.landmarks, ok, self.atlas.landmarks)
         self._mask, self._ring, self._crop = _masks(lm_c, self.canonical)
         self._rgba, self._p_mean, self._p_std = self._prepare_patches()
+        cx0, cy0, cx1, cy1 = self._crop
+        self._mask_crop = np.ascontiguousarray(self._mask[cy0:cy1, cx0:cx1])
+        self._patch_jaw = (self.atlas.landmarks[:, list(CLIP_JAW), :2]
+                           - np.array([cx0, cy0], np.float32)).astype(np.float32)
+        self._jaw_centre = np.array(
+            [float(np.median(lm_c[:, face.LIP_INNER_UP, 0])) - cx0,
+             float(np.nanmedian(lm_c[:, list(NOSE_BASE), 1])) - cy0], np.float32)
+        k = np.arange(len(CLIP_JAW)) - CLIP_JAW.index(face.CHIN)
+        self._chin_w = (0.5 + 0.5 * np.cos(np.pi * np.clip(np.abs(k) / JAW_CHIN_SPAN, 0.0, 1.0))
+                        ).astype(np.float32)
         self._geom: dict[int, _BaseGeom | None] = {}
         self._prev = OWN
         self._prev_z = np.zeros(4, np.float32)
@@ -108,6 +131,7 @@ class Compositor:
             return out
         lut = _colour_lut(self._p_mean[pick], self._p_std[pick], geom.mean, geom.std)
         patch = cv2.LUT(self._rgba[pick], lut)
+        patch[..., 3] = self._alpha(geom.jaw, self._patch_jaw[pick])
         t2 = time.perf_counter()
         x0, y0, x1, y1 = geom.box
         warped = cv2.warpAffine(patch, geom.m_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
@@ -125,13 +149,13 @@ class Compositor:
 
     def mask_at(self, base_index: int) -> tuple[tuple[int, int, int, int], F32] | None:
         """The blend mask in frame pixels: (ROI box, alpha (h, w) in [0, 1]), or None
-        where the base frame has no usable face."""
+        where the base frame has no usable face. This is the static envelope; each
+        render narrows it by the jaw clip of its pick (CLIP_JAW)."""
         geom = self._base_geom(base_index)
         if geom is None:
             return None
         x0, y0, x1, y1 = geom.box
-        cx0, cy0, cx1, cy1 = self._crop
-        alpha = cv2.warpAffine(self._mask[cy0:cy1, cx0:cx1], geom.m_roi, (x1 - x0, y1 - y0),
+        alpha = cv2.warpAffine(self._mask_crop, geom.m_roi, (x1 - x0, y1 - y0),
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         return geom.box, alpha
 
@@ -175,6 +199,28 @@ class Compositor:
         self._prev, self._prev_z = pick, z
         return pick
 
+    def _alpha(self, base_jaw: F32, patch_jaw: F32) -> U8:
+        """The blend alpha (crop h, w) uint8 for one base frame and one patch: the static
+        lower-face mask times the feathered jaw clip (see CLIP_JAW)."""
+        c = self._jaw_centre
+        iod = self.canonical.iod
+        db = base_jaw - c
+        dp = patch_jaw - c
+        nb, np_ = np.linalg.norm(db, axis=1), np.linalg.norm(dp, axis=1)
+        inner = np.where((nb <= np_)[:, None], base_jaw, patch_jaw)
+        d = inner - c
+        n = np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-3)
+        inner = c + d * np.maximum(1.0 - JAW_ERODE * iod / n, 0.0)
+        own = patch_jaw + np.array([0.0, JAW_CHIN_EXTRA * iod], np.float32)
+        w = self._chin_w[:, None]
+        pts = w * own + (1.0 - w) * inner
+        h, wd = self._mask_crop.shape
+        poly = np.concatenate([[[pts[0, 0], -wd]], pts, [[pts[-1, 0], -wd]]])
+        clip = np.zeros((h, wd), np.float32)
+        cv2.fillPoly(clip, [np.round(poly).astype(np.int32)], 1.0)
+        clip = cv2.GaussianBlur(clip, (0, 0), JAW_FEATHER * iod)
+        return np.round(clip * self._mask_crop * 255.0).astype(np.uint8)
+
     def _prepare_patches(self) -> tuple[U8, F32, F32]:
         cx0, cy0, cx1, cy1 = self._crop
         alpha = np.round(self._mask[cy0:cy1, cx0:cx1] * 255).astype(np.uint8)
@@ -212,8 +258,11 @@ class Compositor:
         m_roi[:, 2] += inv[:, :2] @ np.array([cx0, cy0], np.float32) - np.array([x0, y0])
         canon = self.canonical.warp(frame, m)
         skin = canon[self._ring].astype(np.float32)
+        jaw = (face.apply_affine(m, self.footage.landmarks[i, list(CLIP_JAW), :2])
+               - np.array([cx0, cy0], np.float32))
         return _BaseGeom((int(x0), int(y0), int(x1), int(y1)), m_roi.astype(np.float32),
-                         skin.mean(axis=0).astype(np.float32), skin.std(axis=0).astype(np.float32))
+                         skin.mean(axis=0).astype(np.float32), skin.std(axis=0).astype(np.float32),
+                         jaw.astype(np.float32))
 
 
 def _transforms(canonical: face.CanonicalFrame, landmarks: F32, ok: npt.NDArray[np.bool_]
