@@ -10,27 +10,17 @@ import numpy as np
 import pytest
 
 from livetwin.events import SpeechAudio
-from livetwin.lipsync.benchmark import ESPEAK_TEXTS, joined_lag
+from livetwin.lipsync.benchmark import ESPEAK_TEXTS, espeak_speech, joined_lag
 from livetwin.lipsync.track import envelope_lag, plan_mouth
 from livetwin.lipsync.visemes import is_known
 
 FPS = 25.0
 
 
-async def _speak(text: str, lang: str) -> list[SpeechAudio]:
-    from livetwin.speech.espeak import EspeakTTS
-
-    tts = EspeakTTS()
-    try:
-        return [s async for s in tts.stream(text, lang=lang)]
-    finally:
-        await tts.aclose()
-
-
 @pytest.fixture(scope="module", params=sorted(ESPEAK_TEXTS))
 def spoken(request: pytest.FixtureRequest) -> tuple[str, list[SpeechAudio]]:
     lang = str(request.param)
-    return lang, asyncio.run(_speak(ESPEAK_TEXTS[lang], lang))
+    return lang, asyncio.run(espeak_speech(ESPEAK_TEXTS[lang], lang))
 
 
 def test_phoneme_track_is_within_a_frame_of_the_envelope(

@@ -54,7 +54,8 @@ def _num(x: float, digits: int = 3) -> float | None:
     return round(float(x), digits) if math.isfinite(x) else None
 
 
-async def _espeak_speech(text: str, lang: str) -> list[SpeechAudio]:
+async def espeak_speech(text: str, lang: str) -> list[SpeechAudio]:
+    """All sentences of `text` spoken by espeak (the backend is closed afterwards)."""
     from livetwin.speech.espeak import EspeakTTS
 
     tts = EspeakTTS()
@@ -89,7 +90,7 @@ def espeak_lag_figures(texts: dict[str, str] | None = None, fps: float = FPS,
     every sentence on its own."""
     out: dict[str, Any] = {}
     for lang, text in (texts or ESPEAK_TEXTS).items():
-        speeches = asyncio.run(_espeak_speech(text, lang))
+        speeches = asyncio.run(espeak_speech(text, lang))
         lags = [envelope_lag(plan_mouth(s, fps, mouth_range), s.pcm, s.sample_rate, MAX_LAG_S)
                 for s in speeches]
         lag = joined_lag(speeches, fps, mouth_range)

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from livetwin.config import Config
 from livetwin.errors import InputError, MediaError
-from livetwin.events import SpeechAudio
+from livetwin.events import MouthTrack, SpeechAudio
 from livetwin.render.canvas import DEFAULT_LABEL, DEFAULT_POSITION, DEFAULT_SIZE, Canvas
 
 F32 = npt.NDArray[np.float32]
@@ -213,8 +213,7 @@ class Timeline:
 
 
 def build_timeline(speech: _Speech, fps: int, closed: F32,
-                   plan: Callable[[SpeechAudio], npt.NDArray[np.float32]],
-                   source: Callable[[SpeechAudio], str]) -> Timeline:
+                   plan: Callable[[SpeechAudio], MouthTrack]) -> Timeline:
     """Lay the sentences on frame boundaries with padding and pauses (module doc)."""
     pad, pause = round(PAD_S * fps), max(1, round(PAUSE_S * fps))
     spf = AUDIO_RATE / fps
@@ -234,11 +233,11 @@ def build_timeline(speech: _Speech, fps: int, closed: F32,
     for item, pcm, s, n in zip(speech.items, speech.out_pcm, starts, lengths, strict=True):
         a = round(s * spf)
         audio[a:a + len(pcm)] = pcm[:len(audio) - a]
-        values = plan(item)
-        m = min(len(values), n)
-        targets[s:s + m] = values[:m]
+        track = plan(item)
+        m = min(len(track.values), n)
+        targets[s:s + m] = track.values[:m]
         speaking[s:s + n] = True
-        sources.append(source(item))
+        sources.append(track.source)
     spans = [(s, s + n) for s, n in zip(starts, lengths, strict=True)]
     return Timeline(targets, speaking, audio, spans, "+".join(dict.fromkeys(sources)))
 
@@ -348,7 +347,7 @@ def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
     """Render `req` with the avatar bundle `avatar` into req.out (see the module doc)."""
     from livetwin.avatar.loops import LoopGraph
     from livetwin.lipsync.person_model import PersonMouthModel
-    from livetwin.lipsync.track import SOURCE_MODEL, MouthRange, plan_mouth
+    from livetwin.lipsync.track import MouthRange, plan_mouth
     from livetwin.render.compositor import Compositor
     from livetwin.render.loop_walker import LoopWalker
 
@@ -374,10 +373,8 @@ def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
     rng_mouth = MouthRange.from_bundle(bundle_dir)
     model_path = bundle_dir / "person_model.onnx"
     model = PersonMouthModel.load(model_path) if model_path.is_file() else None
-    timeline = build_timeline(
-        speech, req.fps, rng_mouth.closed,
-        lambda s: plan_mouth(s, req.fps, rng_mouth, model).values,
-        lambda s: plan_mouth_source(s, model is not None, SOURCE_MODEL))
+    timeline = build_timeline(speech, req.fps, rng_mouth.closed,
+                              lambda s: plan_mouth(s, req.fps, rng_mouth, model))
     tts_s = time.perf_counter() - t0
 
     comp = Compositor(bundle_dir, max_side=max(req.size))
@@ -411,12 +408,3 @@ def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
     speech_s = float(sum(len(p) for p in speech.out_pcm) / AUDIO_RATE)
     return SayResult(req.out, n, req.fps, req.size, n / req.fps, speech_s, len(speech.items),
                      timeline.source, tts_s, render_s, timeline.spans)
-
-
-def plan_mouth_source(speech: SpeechAudio, has_model: bool, model_name: str) -> str:
-    """Which source plan_mouth uses for `speech` (its order: phonemes, model, energy)."""
-    from livetwin.lipsync.track import SOURCE_ENERGY, SOURCE_PHONEMES
-
-    if speech.phonemes:
-        return SOURCE_PHONEMES
-    return model_name if has_model else SOURCE_ENERGY

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from livetwin.errors import BackendError, BackendTimeout, InputError
+from livetwin.errors import BackendError, BackendTimeout
 from livetwin.events import FloatArray, SpeechAudio
 from livetwin.speech.base import TTSBackend, VoiceSettings
-from livetwin.speech.normalize import split_sentences
+from livetwin.speech.normalize import sentences_to_speak
 
 _MAX_MESSAGE = 300
 
@@ -63,9 +63,7 @@ class HTTPSpeechBackend(TTSBackend):
         """One request per sentence; each sentence is yielded as soon as it arrives."""
         self._check_lang(lang)
         settings = settings or VoiceSettings()
-        sentences = split_sentences(text)
-        if not sentences:
-            raise InputError("There is no text to speak; give at least one word.")
+        sentences = sentences_to_speak(text)
         timeout = httpx.Timeout(self.timeouts.read, connect=self.timeouts.connect)
         async with httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                      transport=self._transport) as client:

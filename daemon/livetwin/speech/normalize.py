@@ -383,3 +383,11 @@ def split_sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS) -> list[str]
         if any(ch.isalnum() for ch in sentence):
             out.extend(_chunk(sentence, max_chars))
     return out
+
+
+def sentences_to_speak(text: str) -> list[str]:
+    """`split_sentences`, refusing text with nothing to say (backends share this check)."""
+    sentences = split_sentences(text)
+    if not sentences:
+        raise InputError("There is no text to speak; give at least one word.")
+    return sentences

@@ -29,7 +29,7 @@ from livetwin.speech import piper_align
 from livetwin.speech.base import TTSBackend, VoiceSettings
 from livetwin.speech.espeak import LIBRARY_LOCK
 from livetwin.speech.espeak import get_engine as _espeak_engine
-from livetwin.speech.normalize import split_sentences
+from livetwin.speech.normalize import sentences_to_speak
 
 BOS, EOS, PAD = "^", "$", "_"
 DEFAULT_HOP = 256  # samples per duration frame in Piper's VITS voices
@@ -123,9 +123,7 @@ class PiperTTS(TTSBackend):
         """Yield one SpeechAudio (with phoneme timings) per sentence of `text`."""
         self._check_lang(lang)
         settings = settings or VoiceSettings()
-        sentences = split_sentences(text)
-        if not sentences:
-            raise InputError("There is no text to speak; give at least one word.")
+        sentences = sentences_to_speak(text)
         for sentence in sentences:
             yield await asyncio.to_thread(self.synthesize, sentence, settings)
 
