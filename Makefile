@@ -10,8 +10,9 @@ PYTEST_ARGS ?=
 
 all: test
 
-# Debian packages the suite needs on a bare machine (only when root and apt-get exist).
-SYS_PKGS := libgl1 libglib2.0-0
+# Debian packages the suite needs on a bare machine (only when root and apt-get exist);
+# fonts-wqy-microhei draws CJK AI-disclosure labels such as "AI生成".
+SYS_PKGS := libgl1 libglib2.0-0 fonts-wqy-microhei
 sysdeps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

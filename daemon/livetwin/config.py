@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from livetwin.errors import ConfigError
 
 APP_NAME = "livetwin"
+log = logging.getLogger(__name__)
 
 
 class _Section(BaseModel):
@@ -74,11 +76,51 @@ class TTSConfig(_Section):
     gpt_sovits: GPTSoVITSConfig = GPTSoVITSConfig()
 
 
+class RenderConfig(_Section):
+    """The output canvas: size, frame rate, background and the AI-disclosure label."""
+
+    size: str = Field("1280x720", pattern=r"^\d{2,4}x\d{2,4}$",
+                      description="Output WIDTHxHEIGHT in pixels (even numbers, 16 to 4096).")
+    fps: int = Field(25, ge=1, le=60, description="Output frames per second.")
+    background: str = Field("#000000", pattern=r"^#?[0-9a-fA-F]{6}$",
+                            description="Canvas colour #RRGGBB where the avatar does not "
+                            "cover it.")
+    background_image: Path | None = Field(
+        None, description="Image shown where the avatar does not cover the canvas (scaled "
+        "to cover it, centre-cropped); null: the background colour.")
+    label: str = Field("AI-generated host", min_length=1,
+                       description='Visible AI-disclosure text, e.g. "AI生成".')
+    label_enabled: bool = Field(
+        True, description="Show the AI-disclosure label; false turns it off (logged as a "
+        "warning; tell viewers another way).")
+    label_position: Literal["top-left", "top-right", "bottom-left", "bottom-right"] = Field(
+        "top-left", description="Corner of the label.")
+    label_font: Path | None = Field(
+        None, description="Font file (.ttf/.ttc/.otf) tried first for the label; null: "
+        "DejaVu Sans, or a system font that has the label's characters (CJK).")
+
+    @field_validator("label")
+    @classmethod
+    def _label_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the label is empty; give a text, or set label_enabled: false")
+        return v
+
+    def label_text(self) -> str | None:
+        """The label to show, None when turned off (logged as a warning)."""
+        if not self.label_enabled:
+            log.warning("render.label_enabled is false: the visible AI-disclosure label "
+                        "is OFF")
+            return None
+        return self.label
+
+
 class Config(_Section):
     """The whole of livetwin.yaml."""
 
     clone: CloneConfig = CloneConfig()
     tts: TTSConfig = TTSConfig()
+    render: RenderConfig = RenderConfig()
 
 
 def home_dir() -> Path:

@@ -1,12 +1,18 @@
 """The output canvas (issue 4 item 2): the rendered frame placed and scaled on a canvas of
-any size, on a background colour, with the visible AI-disclosure label.
+any size, on a background colour or image, with the visible AI-disclosure label.
 
 Placement: a source whose orientation matches the canvas and whose aspect ratio is close
 to it fills the canvas (cropping at most FILL_MAX_CROP of it, centred); otherwise it is
 scaled to fit and centred (a portrait or square source sits in a landscape canvas with
-bars at the sides). Everything static (placement, background, label pixels and alpha) is
-computed once; per frame there is one resize, one paste and one alpha blend of the label
-box.
+bars at the sides, which show the background colour or the background image, scaled to
+cover the canvas and centre-cropped).
+
+The label is drawn with Pillow in a TrueType/OpenType font that has all its characters
+(DejaVu Sans for Latin text; for CJK such as "AI生成" a font found by fonts.py), white on
+a dark semi-transparent box, sized relative to the shorter canvas side. Everything
+static (placement, background, label pixels and alpha) is computed once; per frame there
+is one resize, one paste ("place") and one alpha blend of the label box ("label"), both
+timed (`timing()`).
 
 The label is on by default. Turning it off is an explicit choice (`label=None`) and is
 logged as a warning, since the disclosure is what viewers rely on."""
@@ -14,11 +20,17 @@ logged as a warning, since the disclosure is what viewers rely on."""
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+from PIL import Image, ImageDraw, ImageOps
+
+from livetwin.render import fonts
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
@@ -30,8 +42,14 @@ POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 DEFAULT_POSITION = "top-left"
 FILL_MAX_CROP = 0.12  # fill (crop) only when it loses at most this share of a side
 BOX_OPACITY = 0.6  # of the dark box behind the label text
-TEXT_HEIGHT = 0.030  # label cap height as a share of the canvas height (~22 px at 720p)
-MARGIN = 0.025  # label box distance from the canvas edges, share of the canvas height
+# shares of the shorter canvas side (the height of a landscape canvas)
+TEXT_HEIGHT = 0.030  # label cap height (~22 px at 720p)
+MARGIN = 0.025  # label box distance from the canvas edges
+PAD_X, PAD_Y = 0.7, 0.5  # label box padding around the text, in cap heights
+CORNER = 0.4  # label box corner radius, in cap heights
+BOX_GREY = 16.0  # grey level of the label box
+STAGES = ("place", "label")  # timed per frame (ms): resize + paste, label blend
+TIMING_WINDOW = 10_000
 
 
 @dataclass(frozen=True)
@@ -70,71 +88,142 @@ def parse_colour(text: str) -> tuple[int, int, int]:
     return int(s[0:2], 16), int(s[2:4], 16), int(s[4:6], 16)
 
 
-def _label_pixels(text: str, canvas_h: int) -> tuple[U8, F32]:
+def _text_mask(text: str, font: fonts.FontType, cap: float) -> U8:
+    """The text drawn white-on-black (uint8 mask) with its padding around it.
+    The vertical extent is the union of the text's ink and of "Hg" (cap height and a
+    descender), so labels of one canvas share a height and the baseline sits where the
+    eye expects it whatever the letters."""
+    img = Image.new("L", (1, 1))
+    draw = ImageDraw.Draw(img)
+    l0, t0, r0, b0 = (round(v) for v in draw.textbbox((0, 0), text, font=font, anchor="ls"))
+    _, t1, _, b1 = (round(v) for v in draw.textbbox((0, 0), "Hg", font=font, anchor="ls"))
+    top, bottom = min(t0, t1), max(b0, b1)
+    pad_x, pad_y = round(PAD_X * cap), round(PAD_Y * cap)
+    w, h = (r0 - l0) + 2 * pad_x, (bottom - top) + 2 * pad_y
+    mask = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask).text((pad_x - l0, pad_y - top), text, font=font, fill=255,
+                              anchor="ls")
+    return np.asarray(mask, np.uint8)
+
+
+def _font_for(text: str, cap: float, face: fonts.FontFace | None) -> fonts.FontType:
+    """The font of `face` sized so that a capital H is `cap` pixels tall."""
+    ref = fonts.load(face, 100)
+    _, top, _, bottom = ref.getbbox("H", anchor="ls")
+    cap_100 = max(1.0, float(bottom - top))
+    return fonts.load(face, max(6, round(100 * cap / cap_100)))
+
+
+def _label_pixels(text: str, ref: int, font_file: Path | None = None, *,
+                  font_search: bool = True) -> tuple[U8, F32]:
     """The label box: RGB (h, w, 3) and alpha (h, w) in [0, 1]: white anti-aliased text
-    on a dark, semi-transparent box with rounded corners."""
-    font = cv2.FONT_HERSHEY_DUPLEX
-    cap = max(9.0, TEXT_HEIGHT * canvas_h)
-    (_, ref_h), _ = cv2.getTextSize("H", font, 1.0, 1)
-    scale = cap / ref_h
-    thick = max(1, round(scale * 1.4))
-    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
-    pad_x, pad_y = round(0.7 * cap), round(0.55 * cap)
-    w, h = tw + 2 * pad_x, th + base + 2 * pad_y
-    text_mask = np.zeros((h, w), np.uint8)
-    cv2.putText(text_mask, text, (pad_x, pad_y + th), font, scale, 255, thick, cv2.LINE_AA)
+    (a TrueType/OpenType font that has all its characters, see fonts.py) on a dark,
+    semi-transparent box with rounded corners, sized relative to `ref` (the shorter canvas
+side). ValueError when no font has all the characters."""
+    cap = max(9.0, TEXT_HEIGHT * ref)
+    face = fonts.find_face(text, font_file, search=font_search)
+    font = _font_for(text, cap, face)
+    text_mask = _text_mask(text, font, cap)
+    h, w = text_mask.shape
     box = np.zeros((h, w), np.uint8)
-    r = max(2, round(0.4 * cap))
+    r = max(2, round(CORNER * cap))
     cv2.rectangle(box, (r, 0), (w - 1 - r, h - 1), 255, -1)
     cv2.rectangle(box, (0, r), (w - 1, h - 1 - r), 255, -1)
     for cx, cy in ((r, r), (w - 1 - r, r), (r, h - 1 - r), (w - 1 - r, h - 1 - r)):
         cv2.circle(box, (cx, cy), r, 255, -1, cv2.LINE_AA)
     t = text_mask.astype(np.float32) / 255.0
     b = box.astype(np.float32) / 255.0 * BOX_OPACITY
-    alpha = np.maximum(b, t)  # text is opaque, the box semi-transparent
-    # colour: white where text, near-black box elsewhere (premultiplied, then divided)
-    rgb = np.where(t[..., None] > 0, 255.0 * t[..., None] / np.maximum(alpha[..., None], 1e-6),
-                   16.0)
-    rgb3 = np.repeat(np.clip(rgb, 0, 255).astype(np.uint8), 3, axis=2)
+    # text over box: alpha = t + b (1 - t); colour = (255 t + 16 b (1 - t)) / alpha
+    alpha = t + b * (1.0 - t)
+    rgb = (255.0 * t + BOX_GREY * b * (1.0 - t)) / np.maximum(alpha, 1e-6)
+    rgb3 = np.repeat(np.clip(rgb + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     return np.ascontiguousarray(rgb3), alpha.astype(np.float32)
 
 
+def _cover(image: U8, size: tuple[int, int]) -> U8:
+    """`image` (h, w, 3) scaled to cover `size` (w, h) and centre-cropped to it."""
+    cw, ch = size
+    ih, iw = image.shape[:2]
+    s = max(cw / iw, ch / ih)
+    w, h = max(cw, round(iw * s)), max(ch, round(ih * s))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    scaled = cv2.resize(image, (w, h), interpolation=interp)
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    return np.ascontiguousarray(scaled[y0:y0 + ch, x0:x0 + cw])
+
+
+def load_background(path: Path, size: tuple[int, int]) -> U8:
+    """The image at `path` as RGB covering a (w, h) canvas (centre crop); ValueError with
+    one sentence when it is not a readable image."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"background image {path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = ImageOps.exif_transpose(im).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        raise ValueError(f"background image {path}: cannot read it as an image (PNG, JPEG, "
+                         "WebP, ...)") from None
+    if min(rgb.size) < 1:
+        raise ValueError(f"background image {path} is empty")
+    return _cover(np.asarray(rgb, np.uint8), size)
+
+
 class Canvas:
-    """Places frames of size `source` (w, h) on a canvas of `size` (w, h)."""
+    """Places frames of size `source` (w, h) on a canvas of `size` (w, h).
+
+    `background` colours the canvas where the frame does not cover it, unless
+    `background_image` (scaled to cover the canvas, centre-cropped) is given. `label` is
+    the AI-disclosure text (None: no label, an explicit choice that is logged);
+    `label_font` a font file tried first; `font_search=False` keeps to that file and
+    Pillow's built-in font (no system fonts). ValueError for a bad size, position, font,
+    image, or a label that does not fit."""
 
     def __init__(self, source: tuple[int, int], size: tuple[int, int] = DEFAULT_SIZE, *,
                  background: tuple[int, int, int] = (0, 0, 0),
+                 background_image: Path | None = None,
                  label: str | None = DEFAULT_LABEL,
-                 label_position: str = DEFAULT_POSITION) -> None:
+                 label_position: str = DEFAULT_POSITION,
+                 label_font: Path | None = None,
+                 font_search: bool = True) -> None:
         cw, ch = size
         if cw < 16 or ch < 16:
             raise ValueError(f"canvas {cw}x{ch} is too small (at least 16x16)")
         if label_position not in POSITIONS:
             raise ValueError(f"label position {label_position!r}: choose one of "
                              f"{', '.join(POSITIONS)}")
+        if label is not None and not label.strip():
+            raise ValueError("the label text is empty; give a text, or turn the label off "
+                             "explicitly")
         self.size = (cw, ch)
         self.source = source
         self.placement = place(source, self.size)
-        self._bg = np.empty((ch, cw, 3), np.uint8)
-        self._bg[:] = np.array(background, np.uint8)
+        if background_image is not None:
+            self._bg = load_background(background_image, self.size)
+        else:
+            self._bg = np.empty((ch, cw, 3), np.uint8)
+            self._bg[:] = np.array(background, np.uint8)
         x0, y0, x1, y1 = self.placement.dest
         sx0, sy0, sx1, sy1 = self.placement.crop
         self._dsize = (x1 - x0, y1 - y0)
+        self._full = self.placement.dest == (0, 0, cw, ch)  # no background shows
         upscale = (x1 - x0) > (sx1 - sx0)
         self._interp = cv2.INTER_LINEAR if upscale else cv2.INTER_AREA
         self._identity = self._dsize == (sx1 - sx0, sy1 - sy0)
-        self.label = label.strip() if label else None
+        self.times: dict[str, deque[float]] = {s: deque(maxlen=TIMING_WINDOW) for s in STAGES}
+        self.label = label.strip() if label is not None else None
         self.label_box: tuple[int, int, int, int] | None = None
-        if not self.label:
+        if self.label is None:
             log.warning("the visible AI-disclosure label is turned OFF for this output")
-            self.label = None
             return
-        rgb, alpha = _label_pixels(self.label, ch)
+        ref = min(cw, ch)  # the canvas height, or the width of a portrait canvas
+        rgb, alpha = _label_pixels(self.label, ref, label_font, font_search=font_search)
         lh, lw = alpha.shape
         if lw > cw or lh > ch:
             raise ValueError(f"the label {self.label!r} does not fit a {cw}x{ch} canvas; "
                              "shorten it")
-        m = round(MARGIN * ch)
+        m = round(MARGIN * ref)
         lx = m if label_position.endswith("left") else cw - m - lw
         ly = m if label_position.startswith("top") else ch - m - lh
         lx, ly = max(0, min(lx, cw - lw)), max(0, min(ly, ch - lh))
@@ -145,16 +234,39 @@ class Canvas:
 
     def compose(self, frame: U8) -> U8:
         """The canvas with `frame` (h, w, 3 RGB of the source size) placed and labelled; a
-        new array each call."""
-        out = self._bg.copy()
+        new array each call. Times "place" and "label" (ms) into `times`."""
+        t0 = time.perf_counter()
         x0, y0, x1, y1 = self.placement.dest
         sx0, sy0, sx1, sy1 = self.placement.crop
         src = frame[sy0:sy1, sx0:sx1]
-        out[y0:y1, x0:x1] = src if self._identity else cv2.resize(
-            src, self._dsize, interpolation=self._interp)
+        if self._full:
+            out = np.empty_like(self._bg)
+        else:
+            out = self._bg.copy()
+        if self._identity:
+            out[y0:y1, x0:x1] = src
+        else:
+            cv2.resize(src, self._dsize, dst=out[y0:y1, x0:x1], interpolation=self._interp)
+        t1 = time.perf_counter()
         if self.label_box is not None:
             lx0, ly0, lx1, ly1 = self.label_box
             roi = out[ly0:ly1, lx0:lx1]
             roi[:] = cv2.blendLinear(self._label_rgb, np.ascontiguousarray(roi),
                                      self._label_a, self._label_inv)
+        t2 = time.perf_counter()
+        self.times["place"].append((t1 - t0) * 1e3)
+        self.times["label"].append((t2 - t1) * 1e3)
+        return out
+
+    def timing(self) -> dict[str, dict[str, float]]:
+        """Per-stage ("place", "label") and their sum ("canvas") in ms per frame: p50 and
+        p99 over the recent frames; empty before the first frame. ("canvas", not "total",
+        so that it merges with the compositor's timing without overwriting its total.)"""
+        out: dict[str, dict[str, float]] = {}
+        if not self.times["place"]:
+            return out
+        arr = {s: np.array(self.times[s]) for s in STAGES}
+        arr["canvas"] = np.sum([arr[s] for s in STAGES], axis=0)
+        for s, a in arr.items():
+            out[s] = {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
         return out
