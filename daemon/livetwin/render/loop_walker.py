@@ -149,29 +149,72 @@ class LoopWalker:
         self._queue = [int(frame)]
         self._plan = -1
 
-    def steer_to(self, targets: int | Iterable[int], max_steps: int) -> bool:
+    @property
+    def queued(self) -> int:
+        """Frames queued (by `goto`, `steer_to` or `play`) that `next()` returns first."""
+        return len(self._queue)
+
+    def play(self, frames: Iterable[int]) -> None:
+        """Queue `frames` (a gesture clip) after what is queued: `next()` returns them in
+        order, then the walker plays on from the last one through the graph (so it must
+        be a usable frame). They need not be joined by graph edges."""
+        frames = [int(f) for f in frames]
+        if any(not 0 <= f < self.graph.n_frames for f in frames):
+            raise ValueError("play: a frame lies outside the footage")
+        self._queue = frames[::-1] + self._queue
+        self._plan = -1
+
+    def steer_to(
+        self,
+        targets: int | Iterable[int],
+        max_steps: int,
+        *,
+        max_cost: float | None = None,
+        avoid: Iterable[int] = (),
+    ) -> bool:
         """Follow the cheapest path to one of `targets` (see `path_to`); False if none."""
-        path = self.path_to(targets, max_steps)
+        path = self.path_to(targets, max_steps, max_cost=max_cost, avoid=avoid)
         if path is None:
             return False
         self._queue = path[::-1] + self._queue  # after what is queued (a pending cut)
         self._plan = -1
         return True
 
-    def path_to(self, targets: int | Iterable[int], max_steps: int) -> list[int] | None:
+    def path_to(
+        self,
+        targets: int | Iterable[int],
+        max_steps: int,
+        *,
+        max_cost: float | None = None,
+        avoid: Iterable[int] = (),
+    ) -> list[int] | None:
         """The frames `next()` would return to reach one of `targets` within `max_steps`
         frames through natural steps and jumps, the cheapest way (each jump adds its cost
         plus JUMP_PENALTY); [] if already there, None if out of reach. It starts where the
-        walker will be once a queued cut or path is played."""
-        want = np.zeros(self.graph.n_frames, bool)
+        walker will be once a queued cut or path is played. With `max_cost` only jumps
+        costing at most that are taken; frames in `avoid` (other than targets) are never
+        passed through."""
+        n = self.graph.n_frames
+        want = np.zeros(n, bool)
         want[np.asarray(list(_as_iter(targets)), np.int64)] = True
         want &= self.graph.usable
         if not want.any():
             return None
-        origin = self._queue[0] if self._queue else self._cur
+        origin = self.origin
         if want[origin]:
             return []
-        return _cheapest_path(self.graph, self._by_dst, origin, want, max_steps)
+        blocked = np.zeros(n, bool)
+        blocked[np.asarray(list(avoid), np.int64)] = True
+        blocked &= ~want
+        return _cheapest_path(
+            self.graph, self._by_dst, origin, want, max_steps, max_cost, blocked
+        )
+
+    @property
+    def origin(self) -> int:
+        """Where the walker will be once what is queued is played (where `path_to`
+        starts)."""
+        return self._queue[0] if self._queue else self._cur
 
     # -- internals
 
@@ -336,12 +379,21 @@ def _idle_value(g: LoopGraph, gamma: float) -> F64:
 
 
 def _cheapest_path(
-    g: LoopGraph, by_dst: I64, origin: int, want: B, max_steps: int
+    g: LoopGraph,
+    by_dst: I64,
+    origin: int,
+    want: B,
+    max_steps: int,
+    max_cost: float | None = None,
+    blocked: B | None = None,
 ) -> list[int] | None:
     """Layered shortest path (exact under the step limit): layer s holds the cheapest
-    cost of being at each frame after s frames."""
+    cost of being at each frame after s frames. Jumps above `max_cost` and frames in
+    `blocked` are never used."""
     src, dst = g.src[by_dst], g.dst[by_dst]
     w = (g.cost[by_dst] + JUMP_PENALTY * g.is_jump[by_dst] + 1e-3).astype(np.float64)
+    if max_cost is not None:
+        w[g.cost[by_dst] > max_cost] = np.inf
     has_in = np.flatnonzero(np.bincount(dst, minlength=g.n_frames) > 0)
     starts = np.searchsorted(dst, has_in)
     layers = [np.full(g.n_frames, np.inf)]
@@ -350,6 +402,8 @@ def _cheapest_path(
     for s in range(1, max_steps + 1):
         layer = np.full(g.n_frames, np.inf)
         layer[has_in] = np.minimum.reduceat(layers[-1][src] + w, starts)
+        if blocked is not None:
+            layer[blocked] = np.inf
         layers.append(layer)
         hit = np.where(want, layer, np.inf)
         t = int(np.argmin(hit))
