@@ -351,10 +351,18 @@ def test_audio_only(capfd: pytest.CaptureFixture[str], clip: Callable[[str], Pat
 
 
 @pytest.mark.media
-def test_still_image(capfd: pytest.CaptureFixture[str], clip: Callable[[str], Path],
-                     consent: Path, out: Path) -> None:
+def test_still_image_makes_a_photo_avatar(capfd: pytest.CaptureFixture[str],
+                                          clip: Callable[[str], Path], consent: Path,
+                                          out: Path) -> None:
+    """A portrait image is not refused: it becomes a photo avatar (kind: photo)."""
+    import yaml
+
     run = cli(capfd, *clone_args(clip("still.png"), consent, out))
-    assert_refused(run, out, "still image")
+    assert run.code == 0, run.err
+    bundles = [p for p in out.iterdir() if p.name.endswith(".twin")]
+    assert len(bundles) == 1
+    manifest = yaml.safe_load((bundles[0] / "manifest.yaml").read_text())
+    assert manifest["kind"] == "photo"
 
 
 @pytest.mark.media

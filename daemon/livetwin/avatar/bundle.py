@@ -26,6 +26,7 @@ MANIFEST = "manifest.yaml"
 SUFFIX = ".twin"
 # Components every bundle has; others (person model, voice clip, gestures) are optional.
 REQUIRED = ("consent.yaml", "footage", "track.npz", "loops.npz", "atlas.jpg", "atlas.npz")
+PHOTO_REQUIRED = ("consent.yaml", "portrait.png", "photo.npz")
 
 
 def sha256_file(path: Path) -> str:
@@ -133,7 +134,9 @@ def verify(path: Path) -> BundleCheck:
     manifest = read_manifest(path)
     comps: dict[str, Any] = manifest.get("components") or {}
     problems = []
-    for req in REQUIRED:
+    # Photo avatars (`kind: photo`, avatar/photo.py) have their own components.
+    photo = manifest.get("kind") == "photo"
+    for req in PHOTO_REQUIRED if photo else REQUIRED:
         if not any(k == req or k.startswith(req + ".") for k in comps):
             problems.append(f"the manifest lists no {req}")
     for rel, meta in comps.items():

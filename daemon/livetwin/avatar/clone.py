@@ -77,7 +77,13 @@ class _Job:
 def clone(video: Path, name: str, consent_path: Path | None, *, out_dir: Path,
           gestures_path: Path | None = None, cfg: CloneConfig | None = None,
           progress: Progress | None = None, force: bool = False) -> CloneResult:
-    """Clone the person in `video` into `out_dir/NAME.twin`."""
+    """Clone the person in `video` into `out_dir/NAME.twin`; a portrait image (by suffix)
+    makes a photo avatar instead (avatar/photo.py)."""
+    from livetwin.avatar.photo import IMAGE_SUFFIXES, clone_photo
+
+    if video.suffix.lower() in IMAGE_SUFFIXES:
+        return clone_photo(video, name, consent_path, out_dir=out_dir, force=force, cfg=cfg,
+                           progress=progress)
     t0 = time.perf_counter()
     job = _Job(video, name, cfg or CloneConfig(), progress or _Quiet())
     consent = load_consent(consent_path)
