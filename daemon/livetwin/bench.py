@@ -118,8 +118,31 @@ def _render_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any
         media = shared_media()
         if media is None:
             return {"skipped": "no ../shared/media beside this checkout; pass --video"}
-        videos = [media / CLONE_CLIPS[0]]
-    return render_figures(videos[0])
+        videos = [media / c for c in CLONE_CLIPS if (media / c).exists()]
+    return render_figures(videos)
+
+
+def _redub_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
+    from livetwin.errors import InputError
+    from livetwin.render.redub import redub_figures, suitable_videos
+
+    if not videos:
+        media = shared_media()
+        if media is None:
+            return {"skipped": "no ../shared/media beside this checkout; pass --video"}
+        videos = suitable_videos(media)
+    out: dict[str, Any] = {}
+    for v in videos:
+        with tempfile.TemporaryDirectory(prefix="livetwin-bench-redub-") as tmp:
+            try:
+                out[v.stem] = redub_figures(v, Path(tmp))
+            except InputError as exc:
+                out[v.stem] = {"skipped": str(exc)}
+        if log and "tracks" in out[v.stem]:
+            t = out[v.stem]["tracks"]
+            log(f"redub {v.name}: r {t['product']['r']} (energy {t['energy']['r']}, "
+                f"random {t['random']['r']}), lag {t['product']['lag_ms']} ms")
+    return out
 
 
 BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
@@ -127,6 +150,7 @@ BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
     "render": _render_figures,
     "speech": _speech_figures,
     "lipsync": _lipsync_figures,
+    "redub": _redub_figures,
 }
 
 

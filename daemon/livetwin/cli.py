@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure the performance figures")
     b.add_argument("--json", action="store_true", help="print JSON only")
-    b.add_argument("--only", action="append", choices=["clone", "render", "speech", "lipsync"],
+    b.add_argument("--only", action="append", choices=["clone", "render", "speech", "lipsync",
+                                                           "redub"],
                    help="run only these benchmarks")
     b.add_argument("--video", action="append", type=Path,
                    help="use these videos instead of the shared test clips")
@@ -76,15 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, help="output file (.mp4)")
     s.add_argument("--voice", help="BACKEND:VOICE, e.g. espeak:en-us+f3 (default: config)")
     s.add_argument("--lang", default="en", help="language of TEXT: en, zh or de")
-    s.add_argument("--size", default="1280x720", help="output WIDTHxHEIGHT (default 1280x720)")
-    s.add_argument("--fps", type=int, default=25, help="output frame rate (default 25)")
-    s.add_argument("--label", default=None, help='AI-disclosure label text (default '
-                   '"AI-generated host")')
-    s.add_argument("--label-position", default="top-left",
-                   choices=["top-left", "top-right", "bottom-left", "bottom-right"])
+    s.add_argument("--size", help="output WIDTHxHEIGHT (default: config render.size, "
+                   "1280x720)")
+    s.add_argument("--fps", type=int, help="output frame rate (default: config render.fps, 25)")
+    s.add_argument("--label", default=None, help='AI-disclosure label text, e.g. "AI生成" '
+                   '(default: config render.label, "AI-generated host")')
+    s.add_argument("--label-position",
+                   choices=["top-left", "top-right", "bottom-left", "bottom-right"],
+                   help="corner of the label (default: config render.label_position)")
+    s.add_argument("--label-font", type=Path, metavar="FILE",
+                   help="font file (.ttf/.ttc/.otf) for the label (default: config "
+                   "render.label_font, else DejaVu Sans or a system font with the characters)")
     s.add_argument("--no-label", action="store_true",
                    help="turn the visible AI-disclosure label OFF (logged)")
-    s.add_argument("--background", default="#000000", help="canvas colour #RRGGBB")
+    s.add_argument("--background", help="canvas colour #RRGGBB (default: config "
+                   "render.background, #000000)")
+    s.add_argument("--background-image", type=Path, metavar="FILE",
+                   help="image shown where the avatar does not cover the canvas (default: "
+                   "config render.background_image)")
     s.set_defaults(func=cmd_say)
     return p
 
@@ -167,8 +177,9 @@ def cmd_clone(args: argparse.Namespace) -> int:
     out.print(table)
     for w in result.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
-    out.print(f"avatar written to {result.path} in {result.seconds:.1f} s; report: "
-              f"{result.path / 'report.png'}", highlight=False)
+    report = result.path / "report.png"
+    out.print(f"avatar written to {result.path} in {result.seconds:.1f} s"
+              + (f"; report: {report}" if report.is_file() else ""), highlight=False)
     return 0
 
 
@@ -217,22 +228,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_say(args: argparse.Namespace) -> int:
     """Render the twin saying TEXT (or --audio) into an MP4."""
     from livetwin.config import load_config
-    from livetwin.render.canvas import DEFAULT_LABEL, parse_colour
+    from livetwin.render.canvas import parse_colour
     from livetwin.render.say import SayRequest, parse_size, say
 
     if args.no_label and args.label:
         raise InputError("--no-label and --label contradict each other; give one.")
+    cfg = load_config(args.config)
+    rc = cfg.render  # the command line overrides the config's render section
     try:
-        background = parse_colour(args.background)
+        background = parse_colour(args.background or rc.background)
     except ValueError as exc:
         raise InputError(f"--background: {exc}.") from None
-    req = SayRequest(out=args.out, text=args.text, audio=args.audio, voice=args.voice,
-                     lang=args.lang, size=parse_size(args.size), fps=args.fps,
-                     label=None if args.no_label else (args.label or DEFAULT_LABEL),
-                     label_position=args.label_position, background=background)
-    cfg = load_config(args.config)
     if args.no_label:
-        err.print("[yellow]warning:[/] the visible AI-disclosure label is OFF (--no-label); "
+        label = None
+    elif args.label:
+        label = args.label
+    else:  # render.label_enabled: false is an explicit choice too (warned below)
+        label = rc.label if rc.label_enabled else None
+    req = SayRequest(out=args.out, text=args.text, audio=args.audio, voice=args.voice,
+                     lang=args.lang, size=parse_size(args.size or rc.size),
+                     fps=rc.fps if args.fps is None else args.fps,
+                     label=label, label_position=args.label_position or rc.label_position,
+                     background=background,
+                     background_image=args.background_image or rc.background_image,
+                     label_font=args.label_font or rc.label_font)
+    if label is None:
+        why = "--no-label" if args.no_label else "render.label_enabled: false"
+        err.print(f"[yellow]warning:[/] the visible AI-disclosure label is OFF ({why}); "
                   "viewers must be told another way that this host is AI-generated.",
                   highlight=False)
     columns = (TextColumn("{task.description:<10}"), BarColumn(), TextColumn(

@@ -33,6 +33,12 @@ OWN = -1  # the pick "keep the base frame's own mouth"
 CONTINUITY = 0.3
 SWITCH_COST = 0.1
 POSE_WEIGHT = 0.02
+# Look-ahead: when the next targets are known (a planned sentence), the pick is the first
+# step of the cheapest path through the next LOOKAHEAD frames (Viterbi over the
+# LOOKAHEAD_K nearest patches of each frame plus the previous pick), so a fast opening
+# is met on time instead of being dragged behind by the continuity term.
+LOOKAHEAD = 4
+LOOKAHEAD_K = 8
 # Mask geometry in interocular distances (IOD): the hull of the lower-face points over
 # the footage, pulled in at the sides (the face outline stays the base frame's, so a
 # patch from another head pose never ghosts against the background), extended below
@@ -116,12 +122,14 @@ class Compositor:
         self._prev = OWN
         self._prev_z = np.zeros(4, np.float32)
 
-    def render(self, base_index: int, target: F32) -> U8:
-        """The base frame `base_index` with the mouth shape `target` (4-vector)."""
+    def render(self, base_index: int, target: F32, upcoming: F32 | None = None) -> U8:
+        """The base frame `base_index` with the mouth shape `target` (4-vector);
+        `upcoming` (m, 4), the targets of the next frames when known, lets the patch
+        choice look ahead (LOOKAHEAD)."""
         t0 = time.perf_counter()
         base = self.footage.frame(base_index)
         geom = self._base_geom(base_index)
-        pick = self._select(base_index, target, geom is not None)
+        pick = self._select(base_index, target, geom is not None, upcoming)
         t1 = time.perf_counter()
         self.picks.append(pick)
         if pick == OWN or geom is None:
@@ -175,7 +183,8 @@ class Compositor:
     def _z(self, desc: F32) -> F32:
         return ((np.nan_to_num(desc) - self._mu) * self._w).astype(np.float32)
 
-    def _select(self, base_index: int, target: F32, can_paste: bool) -> int:
+    def _select(self, base_index: int, target: F32, can_paste: bool,
+                upcoming: F32 | None = None) -> int:
         zt = self._z(np.asarray(target, np.float32))
         own_ok = self.allow_own and bool(self.footage.usable[base_index])
         if not can_paste:
@@ -183,11 +192,15 @@ class Compositor:
             self._prev, self._prev_z = pick, z
             return pick
         za = self._z_atlas
+        pose = POSE_WEIGHT * np.linalg.norm(self._patch_pose - self._pose[base_index], axis=1)
         cost = (np.linalg.norm(za - zt, axis=1)
                 + CONTINUITY * np.linalg.norm(za - self._prev_z, axis=1)
                 + SWITCH_COST * (np.arange(len(za)) != self._prev)
-                + POSE_WEIGHT * np.linalg.norm(self._patch_pose - self._pose[base_index], axis=1))
+                + pose)
         pick = int(np.argmin(cost))
+        if upcoming is not None and len(upcoming):
+            zs = np.concatenate([zt[None], self._z(np.asarray(upcoming[:LOOKAHEAD], np.float32))])
+            pick = self._lookahead(zs, pose, cost)
         z = za[pick]
         if own_ok:
             zo = self._z(self.footage.mouth[base_index])
@@ -198,6 +211,29 @@ class Compositor:
                 pick, z = OWN, zo
         self._prev, self._prev_z = pick, z
         return pick
+
+    def _lookahead(self, zs: F32, pose: F32, first: F32) -> int:
+        """First pick of the cheapest patch path for the targets `zs` (m, 4), `first`
+        being the full cost of each patch for the current frame (see LOOKAHEAD)."""
+        za = self._z_atlas
+        d = np.linalg.norm(za[None, :, :] - zs[:, None, :], axis=2) + pose[None]  # (m, n)
+        k = min(LOOKAHEAD_K, len(za) - 1)
+        cand = np.argpartition(d, k, axis=1)[:, :k].ravel()
+        cand = np.unique(np.concatenate([cand, [self._prev]] if self._prev >= 0 else [cand]))
+        zc = za[cand]
+        trans = (CONTINUITY * np.linalg.norm(zc[:, None] - zc[None], axis=2)
+                 + SWITCH_COST * (1.0 - np.eye(len(cand), dtype=np.float32)))
+        acc = first[cand]
+        back = []
+        for t in range(1, len(zs)):
+            step = acc[:, None] + trans  # (from, to)
+            arg = np.argmin(step, axis=0)
+            back.append(arg)
+            acc = step[arg, np.arange(len(cand))] + d[t, cand]
+        j = int(np.argmin(acc))
+        for arg in reversed(back):
+            j = int(arg[j])
+        return int(cand[j])
 
     def _alpha(self, base_jaw: F32, patch_jaw: F32) -> U8:
         """The blend alpha (crop h, w) uint8 for one base frame and one patch: the static
