@@ -272,7 +272,7 @@ def cmd_say(args: argparse.Namespace) -> int:
               f"{result.size[0]}x{result.size[1]} {result.fps} fps ({result.sentences} "
               f"sentence(s), mouth from {result.mouth_source}); rendered at "
               f"{result.render_fps:.1f} frames/s = {result.realtime_factor:.2f}x real time "
-              f"(speech {result.tts_s:.2f} s)", highlight=False)
+              f"(speech synthesis/decoding {result.tts_s:.2f} s)", highlight=False)
     return 0
 
 
