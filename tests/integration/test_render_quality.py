@@ -25,7 +25,6 @@ from livetwin.render.benchmark import soak_figures
 from livetwin.render.compositor import LOOKAHEAD
 from livetwin.render.engine import VideoTwin
 
-from .test_clone_media import run_clone
 from .test_compositor import _grid, apertures
 
 pytestmark = [pytest.mark.media, pytest.mark.slow]
@@ -37,11 +36,8 @@ SPEECH_CLIP = "en_musetalk_eng_60s.wav"
 
 
 @pytest.fixture(scope="module")
-def ted(media, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("quality_ted")
-    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), out, "ted")
-    assert proc.returncode == 0, proc.stderr
-    return out / "ted.twin"
+def ted(ted_twin: Path) -> Path:
+    return ted_twin
 
 
 def write_wav(path: Path, pcm: F32, rate: int) -> None:

@@ -22,7 +22,6 @@ from livetwin.config import Config
 from livetwin.render import say as say_mod
 from livetwin.render.canvas import Canvas
 
-from .test_clone_media import run_clone
 from .test_compositor import apertures
 
 pytestmark = [pytest.mark.media, pytest.mark.slow]
@@ -40,11 +39,8 @@ def env(tmp_path_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def ted(media, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("say_ted")
-    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), out, "ted")
-    assert proc.returncode == 0, proc.stderr
-    return out / "ted.twin"
+def ted(ted_twin: Path) -> Path:
+    return ted_twin
 
 
 def run_say(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,19 @@
+"""Fixtures shared by the integration tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .test_clone_media import run_clone
+
+
+@pytest.fixture(scope="session")
+def ted_twin(media, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """One plain clone of the tedlieu clip (no gestures), shared by the render tests:
+    they only read the bundle."""
+    out = tmp_path_factory.mktemp("ted_twin")
+    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), out, "ted")
+    assert proc.returncode == 0, proc.stderr
+    return out / "ted.twin"
