@@ -11,8 +11,11 @@ PYTEST_ARGS ?=
 all: test
 
 # Debian packages the suite needs on a bare machine (only when root and apt-get exist);
-# fonts-wqy-microhei draws CJK AI-disclosure labels such as "AI生成".
-SYS_PKGS := libgl1 libglib2.0-0 fonts-wqy-microhei
+# fonts-wqy-microhei draws CJK AI-disclosure labels such as "AI生成"; obs-studio, xvfb and
+# the Mesa drivers run real OBS headless in tests/e2e.
+SYS_PKGS := libgl1 libglib2.0-0 fonts-wqy-microhei obs-studio xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl-mesa0
+# nginx with the RTMP module: the real ingest server of tests/integration/test_output_rtmp.py
+SYS_PKGS += nginx-light libnginx-mod-rtmp
 sysdeps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -145,12 +145,29 @@ def _redub_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]
     return out
 
 
+LIVE_SECONDS_ENV = "LIVETWIN_BENCH_LIVE_S"  # e.g. 600 for the 10-minute run
+
+
+def _live_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
+    from livetwin.runtime.benchmark import live_figures
+
+    fig = live_figures(float(os.environ.get(LIVE_SECONDS_ENV, "60")))
+    if log:
+        talk, stress = fig["phases"]["talking"], fig["phases"]["stress"]
+        log(f"live: {talk['cpu_cores']} cores while talking, max frame gap "
+            f"{fig['max_gap_frames']} frames (receiver {stress['received_max_gap_frames']}), "
+            f"A/V offset max {fig['av_offset_max_abs_s']} s under a hanging TTS and "
+            f"{stress['chat_accepted']} chat messages")
+    return fig
+
+
 BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
     "clone": _clone_figures,
     "render": _render_figures,
     "speech": _speech_figures,
     "lipsync": _lipsync_figures,
     "redub": _redub_figures,
+    "live": _live_figures,
 }
 
 

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure the performance figures")
     b.add_argument("--json", action="store_true", help="print JSON only")
     b.add_argument("--only", action="append", choices=["clone", "render", "speech", "lipsync",
-                                                           "redub"],
+                                                           "redub", "live"],
                    help="run only these benchmarks")
     b.add_argument("--video", action="append", type=Path,
                    help="use these videos instead of the shared test clips")
@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image shown where the avatar does not cover the canvas (default: "
                    "config render.background_image)")
     s.set_defaults(func=cmd_say)
+
+    v = sub.add_parser("serve", help="run the live daemon: the twin, its output and the API")
+    v.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="livetwin.yaml")
+    v.add_argument("--avatar", default="demo",
+                   help="avatar bundle (default: demo, the embedded demo avatar)")
+    v.add_argument("--catalog", type=Path, metavar="CATALOG.yaml", help="products to sell")
+    v.add_argument("--host", help="address of the API (default: config server.host, "
+                   "127.0.0.1)")
+    v.add_argument("--port", type=int, help="port of the API (default: config server.port, "
+                   "8765; 0: any free port)")
+    v.set_defaults(func=cmd_serve)
     return p
 
 
@@ -274,6 +285,26 @@ def cmd_say(args: argparse.Namespace) -> int:
               f"{result.render_fps:.1f} frames/s = {result.realtime_factor:.2f}x real time "
               f"(speech synthesis/decoding {result.tts_s:.2f} s)", highlight=False)
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the live daemon until Ctrl-C / SIGTERM."""
+    from livetwin.config import load_config
+    from livetwin.server.serve import ServeOptions, run
+
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: give a port from 1 to 65535 (0: any free one).")
+    cfg = load_config(args.config)
+    opts = ServeOptions(avatar=args.avatar, catalog=args.catalog, host=args.host,
+                        port=args.port)
+    rc = run(cfg, opts, announce=lambda text: out.print(text, highlight=False, soft_wrap=True),
+             quiet=lambda: _native_logs_hidden(args.debug))
+    err.print("livetwin serve: stopped.")
+    # Everything is stopped, flushed and closed here; the interpreter's own teardown of
+    # torch, mediapipe and onnxruntime would add 1-2 s to a SIGTERM, so skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -28,14 +28,12 @@ class CloneConfig(_Section):
     min_face_px: float = Field(
         40.0, description="Smallest usable distance between the outer eye corners, in pixels."
     )
-    holdout_fraction: float = Field(
-        0.15, ge=0.05, le=0.5, description="Share of the footage kept for validation."
-    )
     atlas_size: int = Field(
         240, ge=16, le=2000, description="Most mouth patches kept in the atlas."
     )
     train_seconds: float = Field(
-        8.0, gt=0, description="Time budget for training the person audio-to-mouth model."
+        30.0, gt=0, description="Time budget for training the person audio-to-mouth model "
+        "(4 cross-validation networks of ~5 s each on one core)."
     )
     threads: int = Field(2, ge=1, le=64, description="CPU threads used by clone.")
 
@@ -115,12 +113,57 @@ class RenderConfig(_Section):
         return self.label
 
 
+class ServerConfig(_Section):
+    """The HTTP/WebSocket API of `livetwin serve`."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (loopback: this "
+                      "machine only; 0.0.0.0 exposes the API to the network).")
+    port: int = Field(8765, ge=1, le=65535, description="TCP port of the API.")
+    token: str | None = Field(None, min_length=16, description="Bearer token of the API; "
+                              "null: generated on first run and kept in the livetwin home "
+                              "folder (LIVETWIN_TOKEN overrides both).")
+
+
+class LiveConfig(_Section):
+    """The fixed lines of the live show's operator buttons (until the show director)."""
+
+    lang: str = Field("en", description="Language of the live lines: en, zh or de.")
+    call_to_follow: str = Field(
+        "If you like what you see, hit follow so you don't miss the next deal!",
+        min_length=1, description="Said on the call_to_follow command.")
+    point_to_cart: str = Field(
+        "The link is in the cart below: tap it to order while the price lasts.",
+        min_length=1, description="Said on the point_to_cart command.")
+
+
+class OutputConfig(_Section):
+    """Where the live output goes and how it is encoded (size and fps: `render`)."""
+
+    obs_url: str = Field("udp://127.0.0.1:9999?pkt_size=1316",
+                         description="MPEG-TS over UDP for OBS's Media Source; empty = off.")
+    rtmp_url: str = Field("", description="rtmp://server/app/key to push to; empty = off.")
+    record_dir: Path | None = Field(
+        None, description="Directory of MP4 recordings of the live output; null = off.")
+    preview_fps: float = Field(2.0, ge=0, le=30,
+                               description="JPEG previews per second for the dashboard "
+                               "(0 = off).")
+    crf: int = Field(21, ge=0, le=51, description="H.264 quality (lower = better, larger).")
+    video_bitrate_kbps: int = Field(4000, ge=100, le=50000,
+                                    description="Cap of the video bitrate (VBV).")
+    audio_bitrate_kbps: int = Field(128, ge=32, le=512, description="AAC bitrate.")
+    keyframe_s: float = Field(1.0, gt=0, le=10,
+                              description="Seconds between keyframes (how soon OBS joins).")
+
+
 class Config(_Section):
     """The whole of livetwin.yaml."""
 
     clone: CloneConfig = CloneConfig()
     tts: TTSConfig = TTSConfig()
     render: RenderConfig = RenderConfig()
+    server: ServerConfig = ServerConfig()
+    live: LiveConfig = LiveConfig()
+    output: OutputConfig = OutputConfig()
 
 
 def home_dir() -> Path:

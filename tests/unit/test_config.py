@@ -31,8 +31,8 @@ def test_unknown_key_names_file_and_line(tmp_path: Path) -> None:
 
 def test_bad_value_names_the_key(tmp_path: Path) -> None:
     f = tmp_path / "livetwin.yaml"
-    f.write_text("clone:\n  holdout_fraction: 0.9\n")
-    with pytest.raises(ConfigError, match=r":2: 'clone.holdout_fraction'"):
+    f.write_text("clone:\n  atlas_size: 1\n")
+    with pytest.raises(ConfigError, match=r":2: 'clone.atlas_size'"):
         load_config(f)
 
 

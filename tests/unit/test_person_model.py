@@ -117,7 +117,7 @@ def trained(
 
 
 def _train(
-    features: FrameFeatures, targets: np.ndarray, usable: np.ndarray, holdout: int
+    features: FrameFeatures, targets: np.ndarray, usable: np.ndarray, holdout: int | None
 ) -> TrainedPersonModel:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(person_model, "STEPS", TEST_STEPS)
@@ -208,6 +208,37 @@ def test_held_out_and_unusable_frames_are_never_trained_on(
     assert trained.closed == corrupted.closed
     assert np.isfinite(trained.metrics.val_r)
     assert trained.metrics.val_r != corrupted.metrics.val_r  # the held-out part did change
+
+
+def test_cross_validation_scores_every_frame_with_a_network_that_never_heard_it(
+    synthetic: Synthetic, features: FrameFeatures, usable: np.ndarray
+) -> None:
+    targets = synthetic.targets()
+    targets[UNTRACKED] = np.nan
+    plain = _train(features, targets, usable, None)
+    m = plain.metrics
+    assert m.method == "cross-validation"
+    assert m.folds == person_model.FOLDS
+    assert m.val_frames == m.train_frames == int(usable.sum())  # all frames, out of fold
+    assert m.val_r > 0.8
+    assert m.val_r > m.energy_r + 0.2
+    # Corrupt the audio and targets of fold 2 (and the audio around it): the network that
+    # predicts fold 2 is bit-identical, the others learnt from the corrupted frames.
+    bounds = np.linspace(0, len(features), person_model.FOLDS + 1).round().astype(int)
+    lo, hi = bounds[2], bounds[3]
+    rng = np.random.default_rng(5)
+    bad = targets.copy()
+    bad[lo:hi] = rng.uniform(0, 1, bad[lo:hi].shape)
+    mel = features.mel.copy()
+    mel[lo:hi] = rng.uniform(FLOOR_DB, 0, mel[lo:hi].shape)
+    corrupted = _train(replace(features, mel=mel), bad, usable, None)
+    members = [list(x.net.members) for x in (plain, corrupted)]
+    for k, (a, b) in enumerate(zip(*members, strict=True)):
+        same = all(
+            torch.equal(u, v)
+            for u, v in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+        )
+        assert same == (k == 2), k
 
 
 def test_a_slow_machine_shortens_the_schedule_to_fit_the_budget(

@@ -25,7 +25,8 @@ from livetwin.errors import MediaError
 
 VOICE_RATE = 24000
 MIN_USABLE_SHARE = 0.5
-MIN_TRAIN_S, TRAIN_SHARE = 2.0, 0.25  # training budget: 25% of the video, at least 2 s
+# Training budget: at most the video's length, at least 2 s (clone.train_seconds caps it).
+MIN_TRAIN_S, TRAIN_SHARE = 2.0, 1.0
 MIN_MODEL_R = 0.2
 MIN_IDLE_SHARE = 0.02  # below this held-out r the audio is not the person's speech
 
@@ -212,8 +213,9 @@ def _save_track(track: Track, speech: npt.NDArray[np.float32], path: Path) -> No
 
 def _person_model(job: _Job, track: Track, audio: npt.NDArray[np.float32] | None,
                   duration: float, tmp: Path) -> dict[str, Any] | None:
-    """Train the person audio-to-mouth model on the first part of the footage, score it on
-    the held-out rest, and keep it when it is better than no model."""
+    """Train the person audio-to-mouth model by cross-validation over the whole footage
+    (`person_model.FOLDS` contiguous blocks, each predicted by a network trained away from
+    it), and keep it when its out-of-fold predictions beat the loudness baseline."""
     if audio is None:
         return None
     from livetwin.lipsync.features import compute_features
@@ -221,17 +223,16 @@ def _person_model(job: _Job, track: Track, audio: npt.NDArray[np.float32] | None
 
     with job.timed("training the audio-to-mouth model"):
         feats = compute_features(audio, AUDIO_RATE, track.times)
-        holdout = round(track.n * (1.0 - job.cfg.holdout_fraction))
         # Short clips have little to learn from; do not let training dominate their clone.
         budget = min(job.cfg.train_seconds, max(MIN_TRAIN_S, TRAIN_SHARE * duration))
-        model = train_person_model(feats, track.mouth, track.usable, holdout, budget_s=budget)
+        model = train_person_model(feats, track.mouth, track.usable, budget_s=budget)
         m = model.metrics
         info: dict[str, Any] = {
             "val_r": _num(m.val_r), "energy_r": _num(m.energy_r), "ridge_r": _num(m.ridge_r),
             "column_r": dict(zip(face.DESCRIPTOR_NAMES, map(_num, m.column_r), strict=True)),
             "val_frames": m.val_frames, "train_frames": m.train_frames,
-            "train_seconds": round(m.train_seconds, 2), "holdout_fraction":
-            job.cfg.holdout_fraction, "shortened": m.shortened,
+            "train_seconds": round(m.train_seconds, 2), "validation": m.method,
+            "folds": m.folds, "steps": m.steps, "shortened": m.shortened,
         }
         if not m.val_r > MIN_MODEL_R:  # also false for nan
             job.q.warnings.append(

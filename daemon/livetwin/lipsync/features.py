@@ -45,10 +45,13 @@ class FeatureConfig:
     n_mels: int = 40
     fmin: float = 60.0
     fmax: float = 7600.0
-    # Context around each frame's time stamp, in 10 ms steps: 250 ms of past and of
-    # future (mouths move ahead of the sound they make: onsets lead by ~100 ms).
-    past_steps: int = 25
-    future_steps: int = 25
+    # Context around each frame's time stamp, in 10 ms steps: 150 ms of past and of
+    # future (mouths move ahead of the sound they make: onsets lead by ~100 ms). Measured
+    # on the first 82 % -> last 18 % of three clips (3-seed ensembles, held-out r):
+    # +-250 ms 0.42 / 0.65 / 0.71, +-150 ms 0.54 / 0.65 / 0.71, +-100 ms 0.45 / 0.63 / 0.65;
+    # a wider window overfits 15-30 s of footage.
+    past_steps: int = 15
+    future_steps: int = 15
 
     @property
     def n_steps(self) -> int:

@@ -1,0 +1,559 @@
+"""`LiveTwin`: the TickSource of docs/live.md. It owns the twin (frames), the queue of
+lines to say and the show's small state (paused, on air, the product being sold).
+
+    say(text) -> pending (priority queue) -> worker thread: normalise, TTS (fallbacks and
+    timeout), mouth plan -> ready lines -> tick(i): the next ready line starts at tick i
+
+`tick()` never waits on the worker: a slow or hanging TTS only delays when its line
+starts. Events (line start/end, state, failures) are put on a queue inside `tick()` and
+handed to subscribers by a dispatcher thread, so no subscriber runs on the tick thread.
+
+Pause (operator `pause`, or OBS reporting that the twin is not in the program scene)
+holds every line but operator lines: script, filler, greeting and answer lines wait in
+the queue until the twin resumes and is on air again; the operator's own lines (`say`,
+and the next_product / call_to_follow / point_to_cart buttons) still play, because the
+operator asked for them. A line already sounding is never cut by a pause, only by
+`skip_line`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from livetwin.errors import InputError, LivetwinError
+from livetwin.events import Product, Utterance, UtteranceSource
+from livetwin.runtime.lines import PAUSE_S, LiveLine, Segment, segment, tick_start
+
+if TYPE_CHECKING:
+    from livetwin.config import Config
+    from livetwin.lipsync.person_model import PersonMouthModel
+    from livetwin.lipsync.track import MouthRange
+    from livetwin.render.canvas import Canvas
+    from livetwin.render.engine import TwinSource
+    from livetwin.speech.base import TTSBackend
+
+log = logging.getLogger(__name__)
+U8 = npt.NDArray[np.uint8]
+I16 = npt.NDArray[np.int16]
+F32 = npt.NDArray[np.float32]
+SAMPLE_RATE = 48_000
+GAP_S = 0.3  # silence between two lines
+FADE_MS = 5.0  # audio fade-out when a line is skipped
+MAX_PENDING = 64  # lines waiting for synthesis; more is refused (QueueFull)
+MAX_LINE_CHARS = 2_000
+TIMING_WINDOW = 2_000  # ticks kept for the tick-time and fps figures
+# Lower sorts first: the operator's lines jump the queue, fillers go last.
+SOURCE_RANK = {UtteranceSource.OPERATOR: 0, UtteranceSource.ANSWER: 1,
+               UtteranceSource.GREETING: 2, UtteranceSource.SCRIPT: 3,
+               UtteranceSource.FILLER: 4}
+NEXT_UP = {"en": "Next up: {name} for {price} {currency}.",
+           "de": "Als Nächstes: {name} für {price} {currency}.",
+           "zh": "接下来是{name}，只要{price} {currency}。"}  # noqa: RUF001
+
+
+class QueueFull(LivetwinError):
+    """Too many lines wait for synthesis; try again when some were spoken."""
+
+
+# ------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What the show is doing, as reported to clients."""
+
+    paused: bool = False
+    on_air: bool = True
+    product: Product | None = None
+    chat_target: tuple[str, str] | None = None  # (platform, channel)
+    streaming: bool = False
+    recording: bool = False
+
+
+@dataclass(frozen=True)
+class LineStarted:
+    utterance: Utterance
+    at: float  # unix seconds when it starts sounding
+    tick: int
+
+
+@dataclass(frozen=True)
+class LineEnded:
+    id: str
+    skipped: bool
+    tick: int
+
+
+@dataclass(frozen=True)
+class LineFailed:
+    id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: LiveState
+
+
+LiveEvent = LineStarted | LineEnded | LineFailed | StateChanged
+Subscriber = Callable[[LiveEvent], None]
+
+
+@dataclass
+class _Playing:
+    """The line sounding: segment `seg` started at tick `start`, or (start None) the
+    line waits for segment `seg` and may go on at tick `earliest`."""
+
+    line: LiveLine
+    seg: int = 0
+    start: int | None = None
+    earliest: int = 0
+
+
+@dataclass(frozen=True)
+class LiveLines:
+    """The fixed lines of the operator buttons (config `live:`)."""
+
+    lang: str = "en"
+    call_to_follow: str = "If you like what you see, hit follow so you don't miss the next deal!"
+    point_to_cart: str = "The link is in the cart below: tap it to order while the price lasts."
+
+
+def price_text(price: float) -> str:
+    """99.0 -> '99', 12.5 -> '12.50'."""
+    return f"{price:.0f}" if float(price).is_integer() else f"{price:.2f}"
+
+
+class LiveTwin:
+    """The TickSource of the live daemon (module doc). Call `start()` before ticking and
+    `close()` at the end."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, twin: TwinSource, canvas: Canvas, tts: TTSBackend, *, fps: int,
+                 mouth_range: MouthRange, model: PersonMouthModel | None = None,
+                 products: Sequence[Product] = (), lines: LiveLines = LiveLines(),
+                 avatar: str = "", wall: Callable[[], float] = time.time) -> None:
+        if SAMPLE_RATE % fps:
+            raise ValueError(f"fps {fps} does not divide {SAMPLE_RATE}")
+        self.twin = twin
+        self.canvas = canvas
+        self.size: tuple[int, int] = canvas.size
+        self.fps = fps
+        self.avatar = avatar
+        self.products = list(products)
+        self.lines = lines
+        self._tts = tts
+        self._mouth = mouth_range
+        self._model = model
+        self._wall = wall
+        self._closed = np.asarray(mouth_range.closed, np.float32)
+        self._ids = itertools.count(1)
+        self._seq = itertools.count()
+        self._lock = threading.Lock()  # guards everything below; held only for bookkeeping
+        self._pending: queue.PriorityQueue[tuple[int, int, int, Utterance | None]] = (
+            queue.PriorityQueue())
+        self._ready: list[LiveLine] = []  # sorted by key; each has a segment
+        self._synthesising: LiveLine | None = None
+        self._playing: _Playing | None = None
+        self._free_at = 0  # first tick a new line may start (GAP_S after the last one)
+        self._skip = False
+        self._state = LiveState()
+        self._product_index = -1
+        self._events: queue.SimpleQueue[LiveEvent | None] = queue.SimpleQueue()
+        self._subscribers: list[Subscriber] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+        self.tick_ms: deque[float] = deque(maxlen=TIMING_WINDOW)
+        self._tick_at: deque[float] = deque(maxlen=TIMING_WINDOW)
+        self.ticks = 0
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start the synthesis worker and the event dispatcher."""
+        for name, target in (("livetwin-tts", self._work), ("livetwin-events", self._dispatch)):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the worker (cancelling a synthesis in progress) and the dispatcher."""
+        self._closing = True
+        self._pending.put((-1, -1, -1, None))
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(task.cancel)
+        self._events.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call `fn` (on the dispatcher thread) for every event; returns the unsubscriber."""
+        with self._lock:
+            self._subscribers.append(fn)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(fn)
+
+        return unsubscribe
+
+    # -------------------------------------------------------------- lines
+
+    def say(self, text: str, source: UtteranceSource | str = UtteranceSource.OPERATOR,
+            reply_to: str | None = None, product_id: str | None = None,
+            lang: str | None = None) -> str:
+        """Queue a line; returns its id. InputError when there is nothing to say,
+        QueueFull when too many lines wait."""
+        from livetwin.speech.normalize import canonical_lang, normalize
+
+        source = UtteranceSource(source)
+        lang = canonical_lang(lang or self.lines.lang)
+        if len(text) > MAX_LINE_CHARS:
+            raise InputError(f"the line is longer than {MAX_LINE_CHARS} characters; split it.")
+        if not normalize(text, lang):
+            raise InputError("the line has nothing to say (empty once markup, emoji and "
+                             "symbols are removed).")
+        if self._pending.qsize() >= MAX_PENDING:
+            raise QueueFull(f"{MAX_PENDING} lines already wait to be spoken; try again later.")
+        line_id = str(next(self._ids))
+        utt = Utterance(text=text, source=source, product_id=product_id, reply_to=reply_to,
+                        lang=lang, id=line_id)
+        self._pending.put((*self._key(utt), utt))
+        return line_id
+
+    def _key(self, utt: Utterance) -> tuple[int, int, int]:
+        return (SOURCE_RANK[utt.source], -utt.priority, next(self._seq))
+
+    def _work(self) -> None:
+        """The synthesis worker: one line at a time, in priority order."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            while not self._closing:
+                *key, utt = self._pending.get()
+                if utt is None:
+                    break
+                line = LiveLine(utt, (key[0], key[1], key[2]))
+                try:
+                    loop.run_until_complete(self._synthesise(line))
+                except asyncio.CancelledError:
+                    if self._closing:
+                        break
+                    # the line was skipped: on to the next one
+                except LivetwinError as exc:
+                    self._fail(line, str(exc))
+                except Exception as exc:  # a bug in one line must not end the show
+                    log.exception("line %s failed", utt.id)
+                    self._fail(line, f"internal error: {type(exc).__name__}: {exc}")
+                finally:
+                    with self._lock:
+                        line.complete = True
+                        self._synthesising = None
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.wait_for(self._tts.aclose(), 0.5))
+            loop.close()
+
+    async def _synthesise(self, line: LiveLine) -> None:
+        """Sentence by sentence into `line.segments`; the line is ready to start with its
+        first segment."""
+        from livetwin.lipsync.track import plan_mouth
+        from livetwin.speech.normalize import normalize
+
+        utt = line.utterance
+        spoken = normalize(utt.text, utt.lang)
+        with self._lock:
+            self._synthesising = line
+        stream = self._tts.stream(spoken, lang=utt.lang)
+        self._task = asyncio.current_task()
+        try:
+            async for item in stream:
+                if not len(item.pcm):
+                    continue
+                seg = segment(item, self.fps, SAMPLE_RATE, self._closed,
+                              lambda s: plan_mouth(s, self.fps, self._mouth, self._model))
+                with self._lock:
+                    if line.cancelled:
+                        return
+                    line.segments.append(seg)
+                    if len(line.segments) == 1:
+                        self._ready.append(line)
+                        self._ready.sort(key=lambda r: r.key)
+        finally:
+            self._task = None
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+        if not line.segments:
+            raise InputError("the voice produced no audio for this line.")
+
+    def _fail(self, line: LiveLine, message: str) -> None:
+        utt = line.utterance
+        part = "partly " if line.segments else ""
+        log.warning("line %s (%r) was %snot spoken: %s", utt.id, utt.text[:60], part, message)
+        self._events.put(LineFailed(utt.id, f"{part}{message}" if part else message))
+
+    # -------------------------------------------------------------- the tick
+
+    def tick(self, index: int) -> tuple[U8, I16]:
+        """Frame and audio of tick `index` (docs/live.md); never waits on synthesis."""
+        t0 = time.perf_counter()
+        a, b = tick_start(index, self.fps, SAMPLE_RATE), tick_start(index + 1, self.fps,
+                                                                    SAMPLE_RATE)
+        pcm = np.zeros(b - a, np.int16)
+        target, speaking, upcoming = self._closed, False, None
+        with self._lock:
+            sounding, k, cut = self._advance(index)
+        if sounding is not None:
+            chunk = sounding.audio[k * len(pcm):(k + 1) * len(pcm)]
+            pcm[:len(chunk)] = chunk
+            if cut:
+                pcm = _fade_out(pcm, round(FADE_MS * SAMPLE_RATE / 1000))
+            else:
+                target, speaking = sounding.targets[k], bool(sounding.speaking[k])
+                upcoming = sounding.targets[k + 1:k + 5]
+        frame = self.canvas.compose(self.twin.frame(target, speaking, upcoming))
+        self.ticks += 1
+        self._tick_at.append(time.monotonic())
+        self.tick_ms.append((time.perf_counter() - t0) * 1e3)
+        return frame, pcm
+
+    def _advance(self, index: int) -> tuple[Segment | None, int, bool]:
+        """Start, continue, cut or end lines at tick `index`: (the segment sounding, its
+        frame, cut now?)."""
+        p = self._playing
+        skip, self._skip = self._skip, False
+        if p is not None and skip:
+            self._end(p, index, skipped=True)
+            if p.start is None:
+                return None, 0, True
+            return p.line.segments[p.seg], index - p.start, True
+        if p is None and index >= self._free_at:
+            p = self._start_next(index)
+        if p is None:
+            return None, 0, False
+        if p.start is not None and index - p.start >= p.line.segments[p.seg].frames:
+            p.seg, p.start, p.earliest = p.seg + 1, None, index + round(PAUSE_S * self.fps)
+        if p.start is None:
+            if p.seg < len(p.line.segments):
+                if index < p.earliest:
+                    return None, 0, False
+                p.start = index
+            elif p.line.complete:
+                self._end(p, index, skipped=False)
+                return None, 0, False
+            else:
+                return None, 0, False  # the voice is slower than the speech: wait
+        return p.line.segments[p.seg], index - p.start, False
+
+    def _end(self, p: _Playing, index: int, *, skipped: bool) -> None:
+        self._playing = None
+        if skipped:
+            p.line.cancelled = True
+            if self._synthesising is p.line:  # stop waiting on the voice for the rest
+                loop, task = self._loop, self._task
+                if loop is not None and task is not None:
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(task.cancel)
+        self._free_at = index + (1 if skipped else 0) + round(GAP_S * self.fps)
+        self._events.put(LineEnded(p.line.utterance.id, skipped, index))
+
+    def _start_next(self, index: int) -> _Playing | None:
+        held = self._state.paused or not self._state.on_air
+        for i, line in enumerate(self._ready):
+            if held and line.utterance.source is not UtteranceSource.OPERATOR:
+                continue
+            del self._ready[i]
+            self._playing = _Playing(line, 0, None, index)
+            self._events.put(LineStarted(line.utterance, self._wall(), index))
+            return self._playing
+        return None
+
+    # -------------------------------------------------------------- controls
+
+    @property
+    def state(self) -> LiveState:
+        return self._state
+
+    def _set_state(self, **changes: object) -> None:
+        with self._lock:
+            new = replace(self._state, **changes)  # type: ignore[arg-type]
+            if new == self._state:
+                return
+            self._state = new
+        self._events.put(StateChanged(new))
+
+    def pause(self) -> None:
+        """Hold every line but the operator's (module doc)."""
+        self._set_state(paused=True)
+
+    def resume(self) -> None:
+        self._set_state(paused=False)
+
+    def toggle_pause(self) -> None:
+        self._set_state(paused=not self._state.paused)
+
+    def skip_line(self) -> bool:
+        """Cut the line sounding now at the next tick (audio faded out); False if none."""
+        with self._lock:
+            self._skip = self._playing is not None
+            return self._skip
+
+    def next_product(self) -> str:
+        """Move to the next catalog product and announce it; the line's id."""
+        if not self.products:
+            raise InputError("the catalog is empty; start `livetwin serve --catalog FILE`.")
+        with self._lock:
+            self._product_index = (self._product_index + 1) % len(self.products)
+            product = self.products[self._product_index]
+        self._set_state(product=product)
+        template = NEXT_UP.get(self.lines.lang, NEXT_UP["en"])
+        text = template.format(name=product.name, price=price_text(product.price),
+                               currency=product.currency)
+        return self.say(text, UtteranceSource.OPERATOR, product_id=product.id)
+
+    def call_to_follow(self) -> str:
+        return self.say(self.lines.call_to_follow, UtteranceSource.OPERATOR)
+
+    def point_to_cart(self) -> str:
+        product = self._state.product
+        return self.say(self.lines.point_to_cart, UtteranceSource.OPERATOR,
+                        product_id=product.id if product else None)
+
+    def obs_event(self, event: str, *, twin_on_air: bool | None = None) -> None:
+        """What OBS reported (docs/live.md): the twin pauses its pitch while not on air."""
+        if event == "scene_changed" and twin_on_air is not None:
+            self._set_state(on_air=twin_on_air)
+        elif event in ("streaming_started", "streaming_stopped"):
+            self._set_state(streaming=event == "streaming_started")
+        elif event in ("recording_started", "recording_stopped"):
+            self._set_state(recording=event == "recording_started")
+
+    def set_chat_target(self, platform: str, channel: str) -> None:
+        """Where chat should come from (stored and reported; the connector comes later)."""
+        self._set_state(chat_target=None if platform == "none" else (platform, channel))
+
+    # -------------------------------------------------------------- figures
+
+    def stats(self) -> dict[str, float | int | str | None]:
+        """Ticks, measured fps, tick time p50/p99/max (ms) and the queue lengths."""
+        at, ms = list(self._tick_at), np.asarray(self.tick_ms)
+        fps = (len(at) - 1) / (at[-1] - at[0]) if len(at) > 1 and at[-1] > at[0] else 0.0
+        with self._lock:
+            ready, current, synth = len(self._ready), self._playing, self._synthesising
+        return {"ticks": self.ticks, "fps": round(fps, 2),
+                "tick_ms_p50": float(np.percentile(ms, 50)) if len(ms) else 0.0,
+                "tick_ms_p99": float(np.percentile(ms, 99)) if len(ms) else 0.0,
+                "tick_ms_max": float(ms.max()) if len(ms) else 0.0,
+                "pending": self._pending.qsize(), "ready": ready,
+                "synthesising": synth.utterance.id if synth else None,
+                "speaking": current.line.utterance.id if current else None}
+
+    def _dispatch(self) -> None:
+        while True:
+            ev = self._events.get()
+            if ev is None:
+                return
+            with self._lock:
+                subs = list(self._subscribers)
+            for fn in subs:
+                try:
+                    fn(ev)
+                except Exception:
+                    log.exception("event subscriber failed")
+
+
+def _fade_out(pcm: I16, n: int) -> I16:
+    """`pcm` faded linearly to zero over its first `n` samples, silent after."""
+    out = np.zeros_like(pcm)
+    m = min(n, len(pcm))
+    out[:m] = (pcm[:m].astype(np.float32) * np.linspace(1.0, 0.0, m, dtype=np.float32)
+               ).astype(np.int16)
+    return out
+
+
+# ------------------------------------------------------------------ building one
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How the live output looks (config `render:` plus command-line choices)."""
+
+    size: tuple[int, int] = (1280, 720)
+    fps: int = 25
+    label: str | None = "AI-generated host"
+    label_position: str = "top-left"
+    label_font: Path | None = None
+    background: tuple[int, int, int] = (0, 0, 0)
+    background_image: Path | None = None
+    seed: int = 0
+
+
+def settings_from_config(cfg: Config) -> LiveSettings:
+    """The canvas settings of `cfg.render` (InputError for a bad size or colour)."""
+    from livetwin.render.canvas import parse_colour
+    from livetwin.render.say import parse_size
+
+    rc = cfg.render
+    try:
+        background = parse_colour(rc.background)
+    except ValueError as exc:
+        raise InputError(f"render.background: {exc}.") from None
+    if SAMPLE_RATE % rc.fps:
+        raise InputError(f"render.fps {rc.fps}: choose a rate that divides 48000 (24, 25, 30, "
+                         "50, 60, ...).")
+    return LiveSettings(size=parse_size(rc.size), fps=rc.fps, label=rc.label_text(),
+                        label_position=rc.label_position, label_font=rc.label_font,
+                        background=background, background_image=rc.background_image)
+
+
+def open_live(avatar: str, cfg: Config, products: Sequence[Product] = (), *,
+              tts: TTSBackend | None = None, settings: LiveSettings | None = None,
+              wall: Callable[[], float] = time.time) -> LiveTwin:
+    """A LiveTwin of avatar bundle `avatar` (`demo`: the embedded demo) as `livetwin say`
+    builds its pipeline: twin, canvas with the AI label, the configured TTS with its
+    fallbacks, the bundle's mouth range and person model. Not started."""
+    from livetwin.lipsync.person_model import PersonMouthModel
+    from livetwin.lipsync.track import MouthRange
+    from livetwin.render.canvas import Canvas
+    from livetwin.render.engine import open_twin
+    from livetwin.render.say import render_side, resolve_avatar
+    from livetwin.speech.registry import from_config
+
+    s = settings or settings_from_config(cfg)
+    bundle_dir = resolve_avatar(avatar)
+    twin = open_twin(bundle_dir, max_side=render_side(bundle_dir, s.size), fps=s.fps,
+                     seed=s.seed)
+    try:
+        canvas = Canvas(twin.size, s.size, background=s.background,
+                        background_image=s.background_image, label=s.label,
+                        label_position=s.label_position, label_font=s.label_font)
+    except ValueError as exc:
+        raise InputError(f"{exc}.") from None
+    voice_ref = bundle_dir / "voice_ref.wav"
+    if tts is None:
+        tts = from_config(cfg.tts, voice_ref=voice_ref if voice_ref.is_file() else None)
+    model_path = bundle_dir / "person_model.onnx"
+    model = PersonMouthModel.load(model_path) if model_path.is_file() else None
+    lv = cfg.live
+    return LiveTwin(twin, canvas, tts, fps=s.fps, mouth_range=MouthRange.from_bundle(bundle_dir),
+                    model=model, products=products, avatar=avatar, wall=wall,
+                    lines=LiveLines(lv.lang, lv.call_to_follow, lv.point_to_cart))

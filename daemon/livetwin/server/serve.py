@@ -1,0 +1,153 @@
+"""`livetwin serve`: the live twin, its output and the API in one process.
+
+Start: catalog and token (cheap checks first), bind the API socket (a busy port is an
+input error, before the avatar loads), open the twin, start the synthesis worker, the
+output's tick thread and uvicorn. SIGINT/SIGTERM: uvicorn stops accepting and closes the
+WebSockets (1 s grace), then the output stops and flushes its sinks, then the worker;
+exit 0 within about 2 s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from livetwin.config import Config
+from livetwin.errors import InputError
+
+log = logging.getLogger(__name__)
+WS_MAX_BYTES = 64 * 1024
+GRACE_S = 1  # seconds for open connections at shutdown
+STOP_S = 1.0  # for the output and the worker at shutdown
+OBS_LISTEN_QUERY = "overrun_nonfatal=1&fifo_size=50000"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `livetwin serve` was asked for (command line over config)."""
+
+    avatar: str = "demo"
+    catalog: Path | None = None
+    host: str | None = None
+    port: int | None = None
+
+
+def stream_url(obs_url: str) -> str:
+    """The URL OBS's Media Source reads from, for the sink URL the daemon sends to:
+    'udp://127.0.0.1:9999?pkt_size=1316' -> 'udp://127.0.0.1:9999?overrun_nonfatal=1&...'."""
+    if not obs_url:
+        return ""
+    parts = urlsplit(obs_url)
+    if parts.scheme != "udp":
+        return obs_url
+    return f"udp://{parts.netloc}?{OBS_LISTEN_QUERY}"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port); InputError when the address cannot be used."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "is in use" if exc.errno == 98 else f"cannot be used ({exc.strerror})"
+        raise InputError(f"{host}:{port} {why}; choose another with --port (or --host), or "
+                         "stop the other livetwin serve.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn that reports when it listens, and does not re-raise the captured
+        signal after shutdown (so the process exits 0)."""
+
+        on_ready: Callable[[], None] | None = None
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and self.on_ready is not None:
+                self.on_ready()
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            sigs = (signal.SIGINT, signal.SIGTERM)
+            old = {s: signal.signal(s, self.handle_exit) for s in sigs}
+            try:
+                yield
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+
+    return Server
+
+
+def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = print,
+        quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
+        ) -> int:
+    """Run the daemon until SIGINT/SIGTERM (module doc); 0 on a clean stop. `quiet`
+    wraps loading the avatar (mediapipe's native code logs to fd 2 there)."""
+    import uvicorn
+
+    from livetwin.output import EncoderSettings, LiveOutput, sinks_from_config
+    from livetwin.runtime.live import open_live
+    from livetwin.server.app import Daemon, create_app
+    from livetwin.server.auth import resolve_token
+    from livetwin.show.catalog import load_catalog
+
+    products = load_catalog(opts.catalog) if opts.catalog else []
+    token = resolve_token(cfg.server.token)
+    host = opts.host or cfg.server.host
+    port = cfg.server.port if opts.port is None else opts.port
+    sock = bind(host, port)
+    try:
+        with quiet():
+            live = open_live(opts.avatar, cfg, products)
+        output = LiveOutput(live, sinks_from_config(cfg.output),
+                            encoder=EncoderSettings.from_config(cfg.output))
+        daemon = Daemon(live, token, products, stream_url=stream_url(cfg.output.obs_url),
+                        output_stats=lambda: output.stats().as_dict())
+        server = _server_class()(uvicorn.Config(
+            create_app(daemon), log_level="warning", ws_max_size=WS_MAX_BYTES,
+            timeout_graceful_shutdown=GRACE_S, lifespan="on", access_log=False))
+        live.start()
+        try:
+            output.start()
+            try:
+                server.on_ready = lambda: announce(_ready(
+                    sock, opts.avatar, live, token.describe(), daemon.stream_url))
+                asyncio.run(server.serve(sockets=[sock]))
+            finally:
+                output.stop(STOP_S)
+        finally:
+            live.close(STOP_S)
+    finally:
+        sock.close()
+    return 0
+
+
+def _ready(sock: socket.socket, avatar: str, live: Any, token: str, obs: str) -> str:
+    host, port = sock.getsockname()[:2]
+    where = f"[{host}]" if ":" in host else host
+    w, h = live.size
+    lines = [f"livetwin serve: listening on http://{where}:{port} (avatar {avatar}, "
+             f"{w}x{h} at {live.fps} fps)", token]
+    if obs:
+        lines.append(f"OBS Media Source input: {obs}")
+    lines.append("stop with Ctrl-C")
+    return "\n".join(lines)

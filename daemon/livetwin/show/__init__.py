@@ -1,0 +1,1 @@
+"""The show: catalog, scripts, director, viewer-count strategy."""

@@ -1,0 +1,268 @@
+"""Real OBS Studio, headless, for end-to-end tests (see ../shared/design/OBS_HEADLESS.md).
+
+`ensure_obs()` installs OBS and Xvfb when missing (root with apt-get only); `ObsInstance`
+seeds an isolated OBS configuration (its own HOME) that loads obs_plugin/livetwin_obs.py
+with the given settings, starts OBS on its own Xvfb display, connects obs-websocket, and
+stops OBS with SIGINT (the clean way: script_unload runs and the collection is saved).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "obs_plugin" / "livetwin_obs.py"
+APT_PACKAGES = ("obs-studio", "xvfb", "xauth", "libgl1-mesa-dri", "libglx-mesa0",
+                "libegl-mesa0")
+PROFILE = "livetwin-e2e"
+COLLECTION = "livetwin-e2e"
+SCENE = "Scene"
+# obsws_python logs every refused connection and failed request with a traceback; the
+# harness polls through both (start-up, code 702) and raises its own errors
+logging.getLogger("obsws_python").setLevel(logging.CRITICAL)
+
+
+def ensure_obs() -> str | None:
+    """None when `obs` and `Xvfb` are there (installing them with apt-get when root);
+    otherwise the reason they are not."""
+    if shutil.which("obs") and shutil.which("Xvfb"):
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "OBS Studio/Xvfb are not installed and this is not root with apt-get"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", *APT_PACKAGES]):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            return f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}"
+    if shutil.which("obs") and shutil.which("Xvfb"):
+        return None
+    return "apt-get installed obs-studio/xvfb but the binaries are not on PATH"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed_config(home: Path, script: Path, script_settings: dict[str, Any], ws_port: int,
+                ws_password: str, width: int = 640, height: int = 360, fps: int = 15) -> Path:
+    """Write global.ini, a profile and a scene collection that loads `script`.
+    Returns the OBS config directory."""
+    cfg = home / ".config" / "obs-studio"
+    (cfg / "basic" / "profiles" / PROFILE).mkdir(parents=True, exist_ok=True)
+    (cfg / "basic" / "scenes").mkdir(parents=True, exist_ok=True)
+    (cfg / "global.ini").write_text(
+        "[General]\n"
+        "FirstRun=true\n"
+        "Pre19Defaults=false\nPre21Defaults=false\nPre23Defaults=false\n"
+        "Pre24.1Defaults=false\n"
+        "EnableAutoUpdates=false\n"
+        "\n[Basic]\n"
+        f"Profile={PROFILE}\nProfileDir={PROFILE}\n"
+        f"SceneCollection={COLLECTION}\nSceneCollectionFile={COLLECTION}\n"
+        "ConfigOnNewProfile=false\n"
+        "\n[OBSWebSocket]\n"
+        "FirstLoad=false\nServerEnabled=true\n"
+        f"ServerPort={ws_port}\n"
+        "AlertsEnabled=false\nAuthRequired=true\n"
+        f"ServerPassword={ws_password}\n")
+    (cfg / "basic" / "profiles" / PROFILE / "basic.ini").write_text(
+        f"[General]\nName={PROFILE}\n"
+        "\n[Video]\n"
+        f"BaseCX={width}\nBaseCY={height}\nOutputCX={width}\nOutputCY={height}\n"
+        f"FPSType=1\nFPSInt={fps}\n"
+        "\n[Audio]\nSampleRate=48000\nChannelSetup=Stereo\n")
+    collection = {
+        "name": COLLECTION,
+        "current_scene": SCENE,
+        "current_program_scene": SCENE,
+        "scene_order": [{"name": SCENE}],
+        "sources": [{
+            "id": "scene", "versioned_id": "scene", "name": SCENE,
+            "settings": {"items": [], "id_counter": 0, "custom_size": False},
+            "enabled": True, "flags": 0, "mixers": 0, "volume": 1.0,
+        }],
+        "groups": [],
+        "transitions": [],
+        "current_transition": "Fade",
+        "transition_duration": 300,
+        "modules": {"scripts-tool": [{"path": str(script), "settings": script_settings}]},
+    }
+    (cfg / "basic" / "scenes" / f"{COLLECTION}.json").write_text(json.dumps(collection))
+    return cfg
+
+
+class ObsInstance:
+    """One headless OBS with an isolated HOME. Use as a context manager."""
+
+    def __init__(self, home: Path, script_settings: dict[str, Any], script: Path = SCRIPT,
+                 width: int = 640, height: int = 360, fps: int = 15,
+                 env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.script = script
+        self.script_settings = script_settings
+        self.width, self.height, self.fps = width, height, fps
+        self.extra_env = env or {}
+        self.ws_port = free_port()
+        self.ws_password = secrets.token_hex(12)
+        self.xvfb: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.req: Any = None
+        self._event_clients: list[Any] = []
+        self.exit_code: int | None = None
+        self.cfg = seed_config(home, script, script_settings, self.ws_port, self.ws_password,
+                               width, height, fps)
+
+    # ---- start / stop ------------------------------------------------------------------
+
+    def _start_xvfb(self) -> str:
+        read_fd, write_fd = os.pipe()
+        self.xvfb = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x720x24",
+             "-nolisten", "tcp"], pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            number = pipe.readline().strip().decode()
+        if not number.isdigit():
+            raise RuntimeError("Xvfb did not report its display number")
+        return f":{number}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        display = self._start_xvfb()
+        env = dict(os.environ)
+        for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "WAYLAND_DISPLAY",
+                    "QT_QPA_PLATFORM"):
+            env.pop(key, None)
+        env.update(HOME=str(self.home), DISPLAY=display, LIBGL_ALWAYS_SOFTWARE="1",
+                   **self.extra_env)
+        self.proc = subprocess.Popen(
+            ["obs", "--multi", "--minimize-to-tray", "--disable-missing-files-check"],
+            env=env, cwd=self.home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        self.req = self._connect(timeout)
+
+    def _connect(self, timeout: float) -> Any:
+        import obsws_python as obsws
+
+        deadline = time.monotonic() + timeout
+        last: BaseException | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"OBS exited with code {self.proc.returncode} during "
+                                   f"start-up; log:\n{self.log_text()[-3000:]}")
+            try:
+                return obsws.ReqClient(host="127.0.0.1", port=self.ws_port,
+                                       password=self.ws_password, timeout=10)
+            except Exception as exc:  # not listening yet
+                last = exc
+                time.sleep(0.5)
+        raise RuntimeError(f"obs-websocket did not answer within {timeout:.0f} s: {last!r}")
+
+    def events(self, subs: int, callbacks: list[Callable[..., None]]) -> Any:
+        """An obs-websocket event client; `callbacks` are named on_<event_in_snake_case>."""
+        import obsws_python as obsws
+
+        client = obsws.EventClient(host="127.0.0.1", port=self.ws_port,
+                                   password=self.ws_password, subs=subs, timeout=10)
+        client.callback.register(callbacks)
+        self._event_clients.append(client)
+        return client
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGINT (OBS shuts down cleanly), wait; returns OBS's exit code."""
+        for client in [*self._event_clients, self.req]:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.disconnect()
+        self._event_clients.clear()
+        self.req = None
+        code = -1
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(10)
+            code = self.proc.returncode
+            self.exit_code = code
+            self.proc = None
+        if self.xvfb is not None:
+            self.xvfb.terminate()
+            try:
+                self.xvfb.wait(10)
+            except subprocess.TimeoutExpired:
+                self.xvfb.kill()
+                self.xvfb.wait(10)
+            self.xvfb = None
+        return code
+
+    def __enter__(self) -> ObsInstance:
+        try:
+            self.start()
+        except BaseException:
+            self.stop(timeout=10)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- inspection --------------------------------------------------------------------
+
+    def log_text(self) -> str:
+        logs = sorted((self.cfg / "logs").glob("*.txt"), key=lambda p: p.stat().st_mtime)
+        return logs[-1].read_text(errors="replace") if logs else ""
+
+    def wait_log(self, needle: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_text()
+            if needle in text:
+                return text
+            time.sleep(0.25)
+        raise AssertionError(f"{needle!r} not in the OBS log after {timeout:.0f} s:\n"
+                             f"{self.log_text()[-4000:]}")
+
+    def request(self, name: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A raw obs-websocket request; raises obsws_python's OBSSDKRequestError."""
+        return self.req.send(name, data, raw=True) or {}
+
+    def screenshot(self, source: str, timeout: float = 30.0) -> Any:
+        """The source's current picture as an RGB numpy array, polling past code 702
+        (no frame decoded yet)."""
+        import numpy as np
+        from obsws_python.error import OBSSDKRequestError
+        from PIL import Image
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                resp = self.request("GetSourceScreenshot", {
+                    "sourceName": source, "imageFormat": "png",
+                    "imageWidth": self.width, "imageHeight": self.height})
+                b64 = resp["imageData"].split(",", 1)[1]
+                img = Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")
+                return np.asarray(img)
+            except OBSSDKRequestError as exc:
+                if exc.code != 702 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)

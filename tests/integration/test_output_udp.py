@@ -1,0 +1,111 @@
+"""The live output read back for real: OBS's UDP MPEG-TS, the MP4 recording, and the
+"output never stalls" measurement with a busy upstream."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from livetwin.output.live import LiveOutput
+from livetwin.output.measure import measure_output
+from livetwin.output.sinks import FileSink, UdpTsSink
+from tests.fakes_output import (
+    BusySource,
+    MarkerSource,
+    decoded_from,
+    free_udp_port,
+    marker_offsets,
+    read_stream,
+    spawn_reader,
+)
+
+FPS = 25
+
+
+def test_udp_stream_reads_back_in_sync() -> None:
+    port = free_udp_port()
+    reader = spawn_reader(f"udp://127.0.0.1:{port}", 6.0, "mpegts")
+    time.sleep(1.0)  # the reader listens before we send (OBS does the same)
+    src = MarkerSource(size=(320, 240), fps=FPS, marker_every=FPS)
+    out = LiveOutput(src, [UdpTsSink(f"udp://127.0.0.1:{port}?pkt_size=1316")])
+    out.start()
+    time.sleep(6.0)
+    out.stop()
+    d = decoded_from(reader.communicate(timeout=30)[0])
+    assert d.error is None, d.error
+    assert d.codecs == {"video": "h264", "audio": "aac"}
+    for kind in ("video", "audio"):
+        assert d.dts[kind] == sorted(d.dts[kind]) and len(set(d.dts[kind])) == len(d.dts[kind])
+    steps = {round(b - a, 4) for a, b in zip(d.video_times, d.video_times[1:], strict=False)}
+    assert steps == {1 / FPS}  # every frame, evenly spaced
+    assert len(d.video_times) >= 4 * FPS
+    assert abs(d.audio_samples / 48000 - len(d.video_times) / FPS) < 0.1
+    offs = marker_offsets(d)
+    assert len(offs) >= 4
+    assert max(abs(o) for o in offs) < 1 / FPS, offs  # A/V within one frame
+    st = out.stats()
+    assert st.sinks[0].state == "stopped" and st.sinks[0].failures == 0
+
+
+def test_late_joiner_decodes_from_the_next_keyframe() -> None:
+    port = free_udp_port()
+    src = MarkerSource(size=(320, 240), fps=FPS)
+    out = LiveOutput(src, [UdpTsSink(f"udp://127.0.0.1:{port}?pkt_size=1316")])
+    out.start()
+    time.sleep(1.3)  # OBS starts after us: it must join mid-stream
+    reader = spawn_reader(f"udp://127.0.0.1:{port}", 3.0, "mpegts")
+    time.sleep(4.5)
+    out.stop()
+    d = decoded_from(reader.communicate(timeout=30)[0])
+    assert d.error is None and d.codecs == {"video": "h264", "audio": "aac"}
+    assert len(d.video_times) >= 1.5 * FPS
+
+
+def test_mp4_recording_decodes_with_the_right_duration(tmp_path: Path) -> None:
+    src = MarkerSource(size=(320, 240), fps=FPS, marker_every=FPS)
+    sink = FileSink(tmp_path / "rec")
+    out = LiveOutput(src, [sink])
+    out.start()
+    time.sleep(3.5)
+    # crash safety: the file as it is on disk mid-recording already decodes (fragments)
+    partial = tmp_path / "partial.mp4"
+    partial.write_bytes(sink.paths[0].read_bytes())
+    time.sleep(0.5)
+    out.stop()
+    frames = out.stats().frames
+    assert len(read_stream(str(partial), 60).video_times) >= 2 * FPS
+    assert len(sink.paths) == 1 and sink.paths[0].suffix == ".mp4"
+    with av.open(str(sink.paths[0])) as c:
+        assert {s.type: s.codec_context.name for s in c.streams} == {
+            "video": "h264", "audio": "aac"}
+        assert c.duration is not None
+        assert c.duration / 1e6 == pytest.approx(frames / FPS, abs=2 / FPS)
+    d = read_stream(str(sink.paths[0]), 60)
+    assert d.error is None
+    assert len(d.video_times) == frames
+    # the first marker touches the AAC priming (decoders trim it): check the others
+    offs = marker_offsets(d)[1:]
+    assert len(offs) >= 2 and max(abs(o) for o in offs) < 1 / FPS, offs
+
+
+@pytest.mark.slow
+def test_output_never_stalls_with_a_busy_upstream() -> None:
+    """Must-show: 20 s on the real clock, upstream jittering and burning CPU, UDP sink on."""
+    port = free_udp_port()
+    src = BusySource(size=(640, 360), fps=FPS, jitter_ms=10, burners=1)
+    try:
+        m = measure_output(src, 20.0, [UdpTsSink(f"udp://127.0.0.1:{port}?pkt_size=1316")])
+    finally:
+        src.close()
+    print("measurement:", {k: v for k, v in m.as_dict().items() if k != "stats"},
+          "long gaps:", m.stats.long_gaps)
+    assert m.frames >= 0.98 * m.expected_frames
+    assert abs(m.av_drift_s) < 1 / FPS
+    # paced hand-offs: usually 1.2-1.7 periods at worst here; on two cores shared with
+    # other test runs rare scheduler hiccups reach ~250 ms. Asserted: 99 % of hand-offs
+    # within 1.5 periods, none over 10 periods (0.4 s, under OBS's ~0.5 s buffer).
+    assert m.stats.long_gap_count <= m.frames / 100, m.stats.long_gaps
+    assert m.max_gap_frames <= 10, m.stats.long_gaps
