@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 
 from .obs_harness import ObsInstance, ensure_obs, free_port
 
@@ -52,6 +53,7 @@ CATALOG = """products:
     facts: [holds 350 ml]
 """
 SIZE = (640, 360)
+CHECK_DIR = Path("/tmp/obs_check")
 LINE = "Hello everyone, welcome to the show. Today I have something special for you."
 LONG_LINE = ("This is a very long line that goes on and on, so that there is plenty of time "
              "to skip it before it ends: one, two, three, four, five, six, seven, eight, "
@@ -260,6 +262,9 @@ def test_obs_shows_the_twins_face(stack: tuple[Daemon, ObsInstance, Meters]) -> 
             if found or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+    # For a person to look at (seams, label, scaling): OBS's own picture of the source.
+    CHECK_DIR.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(frame).save(CHECK_DIR / "obs_source.png")
     assert frame.shape == (SIZE[1], SIZE[0], 3)
     assert frame.std() > 10, "the screenshot is flat: no picture from the stream"
     assert found, "face mesh finds no face in OBS's picture of the twin"

@@ -174,6 +174,31 @@ def test_blinks_close_and_reopen_the_eyes(twin: Path) -> None:
     assert e_again > 0.85 * e_open, (e_open, e_again)
 
 
+def test_dirty_part_holds_every_change(twin: Path) -> None:
+    """`dirty` (what the canvas redoes for the encoder) covers every pixel that differs
+    from the frame before, through speech, pauses and blinks."""
+    an = open_twin(twin, max_side=512, fps=25)
+    rest = MouthRange.from_bundle(twin).closed
+    rng = np.random.default_rng(2)
+    prev = an.frame(rest, speaking=False)
+    assert getattr(an, "dirty", "none") is None  # first frame: everything is new
+    shares = []
+    for k in range(150):
+        t = rest.copy()
+        if k % 50 < 30:
+            t[0], t[3] = rng.uniform(0.0, 0.3), rng.uniform(0.0, 0.8)
+        cur = an.frame(t, speaking=k % 50 < 30)
+        d = an.dirty
+        assert d is not None
+        changed = np.argwhere(np.any(cur != prev, axis=2))
+        if len(changed):
+            (cy0, cx0), (cy1, cx1) = changed.min(axis=0), changed.max(axis=0) + 1
+            assert d[0] <= cx0 and d[1] <= cy0 and cx1 <= d[2] and cy1 <= d[3], (k, d)
+        shares.append(max(d[2] - d[0], 0) * max(d[3] - d[1], 0) / (an.size[0] * an.size[1]))
+        prev = cur
+    assert np.median(shares) < 0.6  # the face moves, not the whole photo
+
+
 def test_speed(work: Path, twin: Path) -> None:
     cv2.setNumThreads(1)
     big = cv2.resize(_astronaut(), (1280, 1280), interpolation=cv2.INTER_CUBIC)

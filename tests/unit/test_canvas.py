@@ -179,6 +179,40 @@ def test_place_paste_matches_a_plain_resize() -> None:
     assert np.array_equal(out[y0:y1, x0:x1], want)
 
 
+@pytest.mark.parametrize(("source", "position"), [
+    ((512, 512), "top-left"),      # 512 -> 720: resized in runs of 32 -> 45 pixels
+    ((256, 256), "bottom-right"),  # 256 -> 720
+    ((405, 720), "top-left"),      # pasted as it is, odd left edge (437)
+    ((511, 509), "top-right"),     # no short run: the whole resize
+    ((1024, 1024), "top-left"),    # downscale (area)
+])
+def test_compose_i420_is_compose_then_convert(source: tuple[int, int], position: str) -> None:
+    """compose_i420 with dirty parts gives, frame after frame, exactly the pixels of
+    compose() converted to I420, the label included where the avatar runs under it."""
+    rng = np.random.default_rng(3)
+    w, h = source
+    fast = Canvas(source, (1280, 720), label_position=position)
+    ref = Canvas(source, (1280, 720), label_position=position)
+    base = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h))
+    prev: tuple[int, int, int, int] | None = None
+    for k in range(12):
+        frame = base.copy()
+        x0, y0 = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
+        x1, y1 = x0 + int(rng.integers(1, w - x0)), y0 + int(rng.integers(1, h - y0))
+        if k == 5:  # a change at the corner under the label
+            x0, y0, x1, y1 = 0, 0, w // 2, h // 4
+        frame[y0:y1, x0:x1] = rng.integers(0, 256, (y1 - y0, x1 - x0, 3), dtype=np.uint8)
+        box = (x0, y0, x1, y1)
+        dirty = None if prev is None else (min(box[0], prev[0]), min(box[1], prev[1]),
+                                           max(box[2], prev[2]), max(box[3], prev[3]))
+        got = fast.compose_i420(frame, dirty)
+        want = cv2.cvtColor(ref.compose(frame), cv2.COLOR_RGB2YUV_I420)
+        assert np.array_equal(got, want), (k, dirty)
+        prev = box
+    assert np.array_equal(fast.compose_i420(frame, (0, 0, 0, 0)), want)  # nothing changed
+    assert {"place", "label", "i420", "canvas"} <= set(fast.timing())
+
+
 def _halves(path: Path, w: int, h: int) -> None:
     """An image: left half red, right half blue, a green stripe in the middle row."""
     img = np.zeros((h, w, 3), np.uint8)

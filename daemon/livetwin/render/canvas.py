@@ -12,7 +12,9 @@ The label is drawn with Pillow in a TrueType/OpenType font that has all its char
 a dark semi-transparent box, sized relative to the shorter canvas side. Everything
 static (placement, background, label pixels and alpha) is computed once; per frame there
 is one resize, one paste ("place") and one alpha blend of the label box ("label"), both
-timed (`timing()`).
+timed (`timing()`). For the encoder, compose_i420 gives the same picture as I420 and
+redoes only what changed: the avatar rectangle, or only the part of it that a photo
+avatar moved; the RGB -> I420 conversion of that part is timed as "i420".
 
 The label is on by default. Turning it off is an explicit choice (`label=None`) and is
 logged as a warning, since the disclosure is what viewers rely on."""
@@ -20,6 +22,7 @@ logged as a warning, since the disclosure is what viewers rely on."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -49,6 +52,7 @@ PAD_X, PAD_Y = 0.7, 0.5  # label box padding around the text, in cap heights
 CORNER = 0.4  # label box corner radius, in cap heights
 BOX_GREY = 16.0  # grey level of the label box
 STAGES = ("place", "label")  # timed per frame (ms): resize + paste, label blend
+I420_STAGE = "i420"  # compose_i420 only: RGB -> I420 of the part redone
 TIMING_WINDOW = 10_000
 
 
@@ -211,7 +215,12 @@ class Canvas:
         upscale = (x1 - x0) > (sx1 - sx0)
         self._interp = cv2.INTER_LINEAR if upscale else cv2.INTER_AREA
         self._identity = self._dsize == (sx1 - sx0, sy1 - sy0)
-        self.times: dict[str, deque[float]] = {s: deque(maxlen=TIMING_WINDOW) for s in STAGES}
+        self.times: dict[str, deque[float]] = {s: deque(maxlen=TIMING_WINDOW)
+                                               for s in (*STAGES, I420_STAGE)}
+        # compose_i420 state: the canvas without the label (RGB) and the last output (I420)
+        self._rgb: U8 | None = None
+        self._yuv: U8 | None = None
+        self._block = (_period(sx1 - sx0, x1 - x0), _period(sy1 - sy0, y1 - y0))
         self.label = label.strip() if label is not None else None
         self.label_box: tuple[int, int, int, int] | None = None
         if self.label is None:
@@ -258,15 +267,147 @@ class Canvas:
         self.times["label"].append((t2 - t1) * 1e3)
         return out
 
+    def compose_i420(self, frame: U8,
+                     dirty: tuple[int, int, int, int] | None = None) -> U8:
+        """The canvas of compose(`frame`) as I420 (yuv420p: (h * 3 / 2, w) uint8, the Y
+        plane then U and V), for the encoder; the same pixels as
+        cvtColor(compose(frame), COLOR_RGB2YUV_I420).
+
+        Only what changes is redone: the avatar rectangle, or, when `dirty` (x0, y0, x1,
+        y1 in frame pixels) says which part of `frame` differs from the previous call's
+        frame, only the canvas pixels that part reaches (a photo avatar moves its face and
+        not the rest of the photo). The static background and label are converted once.
+        The returned array is reused by the next call (copy it to keep it). Requires an
+        even canvas size (H.264 4:2:0). Times "place" and "label" like compose()."""
+        t0 = time.perf_counter()
+        cw, ch = self.size
+        if cw % 2 or ch % 2:
+            raise ValueError(f"I420 needs an even canvas size, not {cw}x{ch}")
+        x0, y0, x1, y1 = self.placement.dest
+        sx0, sy0, sx1, sy1 = self.placement.crop
+        first = self._rgb is None or self._yuv is None
+        if self._rgb is None:
+            self._rgb = self._bg.copy()
+        rgb = self._rgb
+        region = (x0, y0, x1, y1)
+        if first or dirty is None:
+            if self._identity:
+                rgb[y0:y1, x0:x1] = frame[sy0:sy1, sx0:sx1]
+            else:
+                cv2.resize(frame[sy0:sy1, sx0:sx1], self._dsize, dst=rgb[y0:y1, x0:x1],
+                           interpolation=self._interp)
+        else:
+            region = self._place_dirty(frame, dirty)
+        t1 = time.perf_counter()
+        # The region to convert, on even coordinates (a 2x2 chroma block is all in or out).
+        if first:
+            region = (0, 0, cw, ch)
+        rx0, ry0 = region[0] & ~1, region[1] & ~1
+        rx1, ry1 = min(cw, region[2] + (region[2] & 1)), min(ch, region[3] + (region[3] & 1))
+        if self._yuv is None:
+            self._yuv = np.empty((ch * 3 // 2, cw), np.uint8)
+        t2 = t3 = t1
+        if rx1 > rx0 and ry1 > ry0:
+            part = rgb[ry0:ry1, rx0:rx1].copy()  # a copy: the label goes on it, not on rgb
+            if self.label_box is not None:
+                lx0, ly0, lx1, ly1 = self.label_box
+                ix0, iy0 = max(lx0, rx0), max(ly0, ry0)
+                ix1, iy1 = min(lx1, rx1), min(ly1, ry1)
+                if ix1 > ix0 and iy1 > iy0:
+                    roi = part[iy0 - ry0:iy1 - ry0, ix0 - rx0:ix1 - rx0]
+                    ls = (slice(iy0 - ly0, iy1 - ly0), slice(ix0 - lx0, ix1 - lx0))
+                    roi[:] = cv2.blendLinear(
+                        np.ascontiguousarray(self._label_rgb[ls]), np.ascontiguousarray(roi),
+                        np.ascontiguousarray(self._label_a[ls]),
+                        np.ascontiguousarray(self._label_inv[ls]))
+            t2 = time.perf_counter()
+            _put_i420(self._yuv, cv2.cvtColor(part, cv2.COLOR_RGB2YUV_I420), rx0, ry0, cw, ch)
+            t3 = time.perf_counter()
+        self.times["place"].append((t1 - t0) * 1e3)
+        self.times["label"].append((t2 - t1) * 1e3)
+        self.times[I420_STAGE].append((t3 - t2) * 1e3)
+        return self._yuv
+
+    def _place_dirty(self, frame: U8, dirty: tuple[int, int, int, int]
+                     ) -> tuple[int, int, int, int]:
+        """Redo the placement of the `dirty` part of `frame` in the label-less canvas; the
+        canvas region redone. A resize is redone on whole periods of the scale (a period
+        of source pixels maps to a whole number of canvas pixels, so a part resized alone
+        samples exactly where the whole resize does) with a period of margin."""
+        x0, y0, x1, y1 = self.placement.dest
+        sx0, sy0, sx1, sy1 = self.placement.crop
+        rgb = self._rgb
+        assert rgb is not None
+        # dirty in crop coordinates, clipped
+        dx0, dy0 = max(dirty[0] - sx0, 0), max(dirty[1] - sy0, 0)
+        dx1, dy1 = min(dirty[2] - sx0, sx1 - sx0), min(dirty[3] - sy0, sy1 - sy0)
+        if dx1 <= dx0 or dy1 <= dy0:
+            return (x0, y0, x0, y0)
+        if self._identity:
+            rgb[y0 + dy0:y0 + dy1, x0 + dx0:x0 + dx1] = frame[sy0 + dy0:sy0 + dy1,
+                                                              sx0 + dx0:sx0 + dx1]
+            return (x0 + dx0, y0 + dy0, x0 + dx1, y0 + dy1)
+        (psx, pdx), (psy, pdy) = self._block
+        if not psx or not psy:  # no short period: the whole resize
+            cv2.resize(frame[sy0:sy1, sx0:sx1], self._dsize, dst=rgb[y0:y1, x0:x1],
+                       interpolation=self._interp)
+            return (x0, y0, x1, y1)
+        sw, sh = sx1 - sx0, sy1 - sy0
+        # A canvas pixel reads source pixels up to the scale (+1) away: widen the dirty
+        # part by that, then take the blocks covering it and one block of margin.
+        rx, ry = math.ceil(sw / (x1 - x0)) + 1, math.ceil(sh / (y1 - y0)) + 1
+        dx0, dy0 = max(dx0 - rx, 0), max(dy0 - ry, 0)
+        dx1, dy1 = min(dx1 + rx, sw), min(dy1 + ry, sh)
+        ix0, ix1 = dx0 // psx, -(-dx1 // psx)
+        iy0, iy1 = dy0 // psy, -(-dy1 // psy)
+        mx0, mx1 = max(ix0 - 1, 0), min(ix1 + 1, sw // psx)
+        my0, my1 = max(iy0 - 1, 0), min(iy1 + 1, sh // psy)
+        src = frame[sy0 + my0 * psy:sy0 + my1 * psy, sx0 + mx0 * psx:sx0 + mx1 * psx]
+        out = cv2.resize(src, ((mx1 - mx0) * pdx, (my1 - my0) * pdy),
+                         interpolation=self._interp)
+        ox0, ox1 = (ix0 - mx0) * pdx, (ix1 - mx0) * pdx
+        oy0, oy1 = (iy0 - my0) * pdy, (iy1 - my0) * pdy
+        cx0, cy0 = x0 + ix0 * pdx, y0 + iy0 * pdy
+        rgb[cy0:cy0 + oy1 - oy0, cx0:cx0 + ox1 - ox0] = out[oy0:oy1, ox0:ox1]
+        return (cx0, cy0, cx0 + ox1 - ox0, cy0 + oy1 - oy0)
+
     def timing(self) -> dict[str, dict[str, float]]:
-        """Per-stage ("place", "label") and their sum ("canvas") in ms per frame: p50 and
-        p99 over the recent frames; empty before the first frame. ("canvas", not "total",
-        so that it merges with the compositor's timing without overwriting its total.)"""
+        """Per-stage ("place", "label", and "i420" when the frames came from
+        compose_i420) and their sum ("canvas") in ms per frame: p50 and p99 over the
+        recent frames; empty before the first frame. ("canvas", not "total", so that it
+        merges with the compositor's timing without overwriting its total.)"""
         out: dict[str, dict[str, float]] = {}
         if not self.times["place"]:
             return out
-        arr = {s: np.array(self.times[s]) for s in STAGES}
-        arr["canvas"] = np.sum([arr[s] for s in STAGES], axis=0)
+        stages = list(STAGES)
+        if len(self.times[I420_STAGE]) == len(self.times["place"]):
+            stages.append(I420_STAGE)
+        arr = {s: np.array(self.times[s]) for s in stages}
+        arr["canvas"] = np.sum([arr[s] for s in stages], axis=0)
         for s, a in arr.items():
             out[s] = {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
         return out
+
+
+def _period(src: int, dst: int) -> tuple[int, int]:
+    """(source, canvas) pixels of the shortest run of a `src` -> `dst` resize that maps a
+    whole number of source pixels onto a whole number of canvas pixels; (0, 0) when that
+    run is more than a quarter of the source (then a part is not worth resizing alone)."""
+    if src <= 0 or dst <= 0:
+        return 0, 0
+    g = math.gcd(src, dst)
+    ps, pd = src // g, dst // g
+    return (ps, pd) if ps * 4 <= src else (0, 0)
+
+
+def _put_i420(yuv: U8, part: U8, x: int, y: int, w: int, h: int) -> None:
+    """Copy the I420 image `part` (its size even) into the I420 canvas `yuv` (w x h) at the
+    even position (x, y)."""
+    ph, pw = part.shape[0] * 2 // 3, part.shape[1]
+    yuv[y:y + ph, x:x + pw] = part[:ph]
+    flat, pflat = yuv.reshape(-1), part.reshape(-1)
+    n, pn = w * h, pw * ph
+    for k in range(2):  # U then V
+        plane = flat[n + k * n // 4:n + (k + 1) * n // 4].reshape(h // 2, w // 2)
+        pplane = pflat[pn + k * pn // 4:pn + (k + 1) * pn // 4].reshape(ph // 2, pw // 2)
+        plane[y // 2:(y + ph) // 2, x // 2:(x + pw) // 2] = pplane

@@ -42,7 +42,7 @@ BLINK_EVERY = (2.0, 6.0)  # seconds between blinks
 BLINK_LENGTH = (0.15, 0.25)  # seconds
 SWAY_DEG, SWAY_IOD = (0.7, 1.4), (0.012, 0.025)  # (idle, speaking) amplitude
 BREATH_PERIOD_S, BREATH_IOD = 4.2, 0.006
-MOVED_PX = 0.02  # a point moved less than this counts as still
+MOVED_PX = 0.05  # a point moved less than this counts as still (far below a visible shift)
 LIP_MIN_GAP = 0.4  # px; closed lips keep this seam (no zero-area triangles)
 MIN_AREA = 0.05  # px^2; thinner triangles are not rasterised
 
@@ -105,6 +105,10 @@ class PhotoAnimator:
         self._setup_eyes()
         self._setup_sway()
         self._k = 0
+        # The part of the frame that differs from the photo (x0, y0, x1, y1; empty when
+        # none), this frame's and the previous one's: see `dirty`.
+        self._changed: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._prev_changed: tuple[int, int, int, int] | None = None
         self._next_blink = float(self.rng.uniform(*BLINK_EVERY))
         self._blink: tuple[float, float] | None = None
         self._speak = 0.0
@@ -187,6 +191,11 @@ class PhotoAnimator:
                               strict=True))
         self.rest_gap = [max(float((self.rest[b] - self.rest[a]) @ self.ey), 0.0)
                          for a, b in self.pairs]
+        self._pair_a = np.array([a for a, _ in self.pairs], np.intp)
+        self._pair_b = np.array([b for _, b in self.pairs], np.intp)
+        self._split_up = np.array(photo_avatar.SPLIT_UP, np.intp)
+        self._split_lo = np.array(photo_avatar.SPLIT_LO, np.intp)
+        self._rest_gap = np.array(self.rest_gap, np.float64)
         self._setup_colours()
 
     def _setup_eyes(self) -> None:
@@ -302,20 +311,22 @@ class PhotoAnimator:
         # The split chains carry the photo's own mouth content: the upper part with the
         # upper lip, the lower part with the jaw; when the mouth closes beyond its rest,
         # the content is squeezed instead.
+        # All pairs at once (their points and split points are distinct).
         ey = self.ey
-        for k, (a, b) in enumerate(self.pairs):
-            gap = float((pts[b] - pts[a]) @ ey)
-            if gap < LIP_MIN_GAP:
-                mid = 0.5 * (pts[a] + pts[b])
-                pts[a], pts[b] = mid - 0.5 * LIP_MIN_GAP * ey, mid + 0.5 * LIP_MIN_GAP * ey
-                gap = LIP_MIN_GAP
-            su, sl = photo_avatar.SPLIT_UP[k], photo_avatar.SPLIT_LO[k]
-            if gap >= self.rest_gap[k]:
-                pts[su] = self.rest[su] + (pts[a] - self.rest[a])
-                pts[sl] = self.rest[sl] + (pts[b] - self.rest[b])
-            else:
-                m = pts[a] + photo_avatar.MOUTH_SPLIT * (pts[b] - pts[a])
-                pts[su], pts[sl] = m, m
+        ia, ib = self._pair_a, self._pair_b
+        su, sl = self._split_up, self._split_lo
+        pa, pb = pts[ia], pts[ib]
+        gap = (pb - pa) @ ey
+        shut = gap < LIP_MIN_GAP
+        if shut.any():
+            mid = 0.5 * (pa[shut] + pb[shut])
+            pa[shut], pb[shut] = mid - 0.5 * LIP_MIN_GAP * ey, mid + 0.5 * LIP_MIN_GAP * ey
+            pts[ia], pts[ib] = pa, pb
+            gap = np.where(shut, LIP_MIN_GAP, gap)
+        apart = (gap >= self._rest_gap)[:, None]
+        m = pa + photo_avatar.MOUTH_SPLIT * (pb - pa)
+        pts[su] = np.where(apart, self.rest[su] + (pa - self.rest[ia]), m)
+        pts[sl] = np.where(apart, self.rest[sl] + (pb - self.rest[ib]), m)
         if blink > 0:
             pts = pts + (blink * self.blink_dy)[:, None] * self.ey
         self._local_moved = np.abs(pts - self.rest).max(axis=1) > MOVED_PX
@@ -341,6 +352,7 @@ class PhotoAnimator:
         blink = self._blink_amount(t)
         self.blink_now = blink
         pts, ap, teeth = self.displaced(target, blink, angle, shift)
+        self._prev_changed = self._changed if self._k > 1 else None
         out = self.render(pts, ap, teeth, t0, blink=blink)
         self.times["total"].append((time.perf_counter() - t0) * 1e3)
         return out
@@ -350,6 +362,7 @@ class PhotoAnimator:
         """The photo warped so its mesh points lie at `pts`, with the mouth painted."""
         t0 = time.perf_counter() if t0 is None else t0
         out = self.photo.copy()
+        self._changed = (0, 0, 0, 0)
         # Face triangles that only sway share one affine (filled through the face oval in
         # one call); the others are rasterised one by one.
         local = getattr(self, "_local_moved", None)
@@ -386,8 +399,12 @@ class PhotoAnimator:
         poly = np.round(cdst * 16).astype(np.int32)  # 4 sub-pixel bits
         e1, e2 = cdst[:, 1] - cdst[:, 0], cdst[:, 2] - cdst[:, 0]
         det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-        for i in np.flatnonzero(np.abs(det) * s * s > MIN_AREA):
-            cv2.fillConvexPoly(ids, poly[i], int(i) + 2, lineType=cv2.LINE_8, shift=4)
+        # One call per triangle (a few hundred while the jaw moves): positional arguments
+        # and the polygons listed up front halve the per-call overhead.
+        draw = np.flatnonzero(np.abs(det) * s * s > MIN_AREA)
+        fill = cv2.fillConvexPoly
+        for p, c in zip(list(poly[draw]), (draw + 2).tolist(), strict=True):
+            fill(ids, p, c, cv2.LINE_8, 4)
         # Affine (coarse dst) -> (src) per triangle: rows 0 identity, 1 sway only.
         coef = np.zeros((len(tris) + 2, 3, 2))
         coef[0] = [[s, 0], [0, s], [off[0], off[1]]]
@@ -403,17 +420,27 @@ class PhotoAnimator:
         coef[2:, 0] = m[:, :, 0]
         coef[2:, 1] = m[:, :, 1]
         coef[2:, 2] = src[:, 0] - np.einsum("kij,kj->ki", m, cdst[:, 0])
-        cf = coef.astype(np.float32)
+        # Per coefficient a flat table gathered with np.take (intp indices, no bounds
+        # check: the ids are in range by construction), 40 % faster than fancy indexing.
+        cf = np.ascontiguousarray(coef.reshape(-1, 6).T.astype(np.float32))  # (6, n)
+        idx = ids.astype(np.intp)
         jj = np.arange(cw, dtype=np.float32)[None, :]
         ii = np.arange(ch, dtype=np.float32)[:, None]
-        mx = cf[ids, 0, 0] * jj + cf[ids, 1, 0] * ii + cf[ids, 2, 0]
-        my = cf[ids, 0, 1] * jj + cf[ids, 1, 1] * ii + cf[ids, 2, 1]
+        mx = np.take(cf[0], idx, mode="clip")
+        mx *= jj
+        mx += np.take(cf[2], idx, mode="clip") * ii
+        mx += np.take(cf[4], idx, mode="clip")
+        my = np.take(cf[1], idx, mode="clip")
+        my *= jj
+        my += np.take(cf[3], idx, mode="clip") * ii
+        my += np.take(cf[5], idx, mode="clip")
         if s > 1:
             mx = cv2.resize(mx, (cw * s, ch * s), interpolation=cv2.INTER_LINEAR)
             my = cv2.resize(my, (cw * s, ch * s), interpolation=cv2.INTER_LINEAR)
         mx, my = mx[: y1 - y0, : x1 - x0], my[: y1 - y0, : x1 - x0]
         t1 = time.perf_counter()
         self.times["mesh"].append((t1 - t0) * 1e3)
+        self._grow((x0, y0, x1, y1))
         out[y0:y1, x0:x1] = cv2.remap(self.photo, mx, my, cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE)
         t2 = time.perf_counter()
@@ -552,6 +579,27 @@ class PhotoAnimator:
         region = out[y0:y1, x0:x1].astype(np.float32)
         region += (col - region) * alpha[..., None]
         out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+        self._grow((int(x0), int(y0), int(x1), int(y1)))
+
+    def _grow(self, box: tuple[int, int, int, int]) -> None:
+        """Add `box` to the part of this frame that differs from the photo."""
+        a = self._changed
+        self._changed = box if a[2] <= a[0] or a[3] <= a[1] else (
+            min(a[0], box[0]), min(a[1], box[1]), max(a[2], box[2]), max(a[3], box[3]))
+
+    @property
+    def dirty(self) -> tuple[int, int, int, int] | None:
+        """The part of the last frame that can differ from the frame before it (x0, y0,
+        x1, y1 in frame pixels; empty when the two are the same); None after the first
+        frame (everything is new). The canvas redoes only that part."""
+        prev = self._prev_changed
+        if prev is None:
+            return None
+        boxes = [b for b in (prev, self._changed) if b[2] > b[0] and b[3] > b[1]]
+        if not boxes:
+            return (0, 0, 0, 0)
+        return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                max(b[2] for b in boxes), max(b[3] for b in boxes))
 
     def timing(self) -> dict[str, dict[str, float]]:
         res = {}
