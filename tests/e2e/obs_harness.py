@@ -108,6 +108,10 @@ def seed_config(home: Path, script: Path, script_settings: dict[str, Any], ws_po
     return cfg
 
 
+class ObsStartupError(RuntimeError):
+    """OBS died before obs-websocket answered."""
+
+
 class ObsInstance:
     """One headless OBS with an isolated HOME. Use as a context manager."""
 
@@ -145,6 +149,27 @@ class ObsInstance:
         return f":{number}"
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start Xvfb and OBS and connect. OBS dying during start-up (seen once under heavy
+        load: SIGABRT before its own log began) is reported with its stderr and retried
+        once on a fresh display; a second death fails."""
+        try:
+            self._start_once(timeout)
+        except ObsStartupError as exc:
+            print(f"OBS start-up failed, retrying once: {exc}")
+            self._stop_xvfb()
+            self._start_once(timeout)
+
+    def _stop_xvfb(self) -> None:
+        if self.xvfb is not None:
+            self.xvfb.terminate()
+            try:
+                self.xvfb.wait(10)
+            except subprocess.TimeoutExpired:
+                self.xvfb.kill()
+                self.xvfb.wait(10)
+            self.xvfb = None
+
+    def _start_once(self, timeout: float) -> None:
         display = self._start_xvfb()
         env = dict(os.environ)
         for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "WAYLAND_DISPLAY",
@@ -152,10 +177,12 @@ class ObsInstance:
             env.pop(key, None)
         env.update(HOME=str(self.home), DISPLAY=display, LIBGL_ALWAYS_SOFTWARE="1",
                    **self.extra_env)
-        self.proc = subprocess.Popen(
-            ["obs", "--multi", "--minimize-to-tray", "--disable-missing-files-check"],
-            env=env, cwd=self.home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+        self.stderr_path = self.home / "obs_stderr.txt"
+        with self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                ["obs", "--multi", "--minimize-to-tray", "--disable-missing-files-check"],
+                env=env, cwd=self.home, stdout=err, stderr=subprocess.STDOUT,
+                start_new_session=True)
         self.req = self._connect(timeout)
 
     def _connect(self, timeout: float) -> Any:
@@ -165,8 +192,10 @@ class ObsInstance:
         last: BaseException | None = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"OBS exited with code {self.proc.returncode} during "
-                                   f"start-up; log:\n{self.log_text()[-3000:]}")
+                stderr = self.stderr_path.read_text(errors="replace")[-2000:]
+                raise ObsStartupError(f"OBS exited with code {self.proc.returncode} during "
+                                      f"start-up; stderr:\n{stderr}\nlog:\n"
+                                      f"{self.log_text()[-3000:]}")
             try:
                 return obsws.ReqClient(host="127.0.0.1", port=self.ws_port,
                                        password=self.ws_password, timeout=10)
@@ -205,14 +234,7 @@ class ObsInstance:
             code = self.proc.returncode
             self.exit_code = code
             self.proc = None
-        if self.xvfb is not None:
-            self.xvfb.terminate()
-            try:
-                self.xvfb.wait(10)
-            except subprocess.TimeoutExpired:
-                self.xvfb.kill()
-                self.xvfb.wait(10)
-            self.xvfb = None
+        self._stop_xvfb()
         return code
 
     def __enter__(self) -> ObsInstance:

@@ -102,14 +102,16 @@ class Daemon:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
+        self._ws_stop = threading.Event()
+        self.http: httpx.Client | None = None
         if not ready.wait(120) or not self.url:
             self.stop()
             raise RuntimeError("livetwin serve did not start:\n" + "".join(self.output))
         self.http = httpx.Client(base_url=self.url, timeout=10,
                                  headers={"Authorization": f"Bearer {TOKEN}"})
         self.events: list[tuple[float, dict[str, Any]]] = []
-        self._ws_stop = threading.Event()
         self._ws_thread = threading.Thread(target=self._observe, daemon=True)
         self._ws_thread.start()
         self.wait_event(lambda m: m["type"] == "hello", 20)
@@ -162,6 +164,13 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        # Close what the test process holds (the output pipe, the HTTP client), so nothing
+        # is left for the garbage collector to warn about in a later test.
+        self._pump.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self.http is not None:
+            self.http.close()
         return int(self.proc.returncode)
 
 
