@@ -149,15 +149,8 @@ class ObsInstance:
         return f":{number}"
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start Xvfb and OBS and connect. OBS dying during start-up (seen once under heavy
-        load: SIGABRT before its own log began) is reported with its stderr and retried
-        once on a fresh display; a second death fails."""
-        try:
-            self._start_once(timeout)
-        except ObsStartupError as exc:
-            print(f"OBS start-up failed, retrying once: {exc}")
-            self._stop_xvfb()
-            self._start_once(timeout)
+        """Start Xvfb and OBS and connect; OBS dying first is reported with its stderr."""
+        self._start_once(timeout)
 
     def _stop_xvfb(self) -> None:
         if self.xvfb is not None:
@@ -172,9 +165,14 @@ class ObsInstance:
     def _start_once(self, timeout: float) -> None:
         display = self._start_xvfb()
         env = dict(os.environ)
-        for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "WAYLAND_DISPLAY",
-                    "QT_QPA_PLATFORM"):
+        for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "WAYLAND_DISPLAY"):
             env.pop(key, None)
+        # Importing cv2 (opencv-contrib-python, pulled by mediapipe) points
+        # QT_QPA_PLATFORM_PLUGIN_PATH at its own Qt build in this process; OBS inherits it
+        # and aborts ("Could not load the Qt platform plugin xcb"). No Qt setting of ours
+        # belongs to OBS.
+        for key in [k for k in env if k.startswith("QT_")]:
+            env.pop(key)
         env.update(HOME=str(self.home), DISPLAY=display, LIBGL_ALWAYS_SOFTWARE="1",
                    **self.extra_env)
         self.stderr_path = self.home / "obs_stderr.txt"
