@@ -176,6 +176,20 @@ def home_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
+def validation_message(exc: ValidationError, text: str, path: Path, unknown: str) -> str:
+    """One sentence for the first problem pydantic found in the YAML file `path` (whose
+    text is `text`): the file and line, the dotted key, and what is wrong. `unknown`
+    names what an unrecognised key is ("setting", "field")."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    line = _line_of(text, loc)
+    where = f"{path}:{line}" if line else str(path)
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown {unknown} '{key}'; check its spelling."
+    return f"{where}: '{key}': {err['msg']}."
+
+
 def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     """The 1-based line of the key at `loc` in YAML `text`, when it can be found."""
     try:
@@ -219,11 +233,4 @@ def load_config(path: Path | None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        line = _line_of(text, loc)
-        where = f"{path}:{line}" if line else str(path)
-        key = ".".join(str(p) for p in loc)
-        if err["type"] == "extra_forbidden":
-            raise ConfigError(f"{where}: unknown setting '{key}'; check its spelling.") from None
-        raise ConfigError(f"{where}: '{key}': {err['msg']}.") from None
+        raise ConfigError(validation_message(exc, text, path, "setting")) from None

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from livetwin.config import _line_of
+from livetwin.config import validation_message
 from livetwin.errors import InputError
 from livetwin.events import Product
 
@@ -77,14 +77,7 @@ def load_catalog(path: Path) -> list[Product]:
     try:
         cat = _Catalog.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        line = _line_of(text, loc)
-        where = f"{path}:{line}" if line else str(path)
-        key = ".".join(str(p) for p in loc)
-        if err["type"] == "extra_forbidden":
-            raise InputError(f"{where}: unknown field '{key}'; check its spelling.") from None
-        raise InputError(f"{where}: '{key}': {err['msg']}.") from None
+        raise InputError(validation_message(exc, text, path, "field")) from None
     ids = [p.id for p in cat.products]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
