@@ -195,15 +195,21 @@ def live_figures(seconds: float = 60.0) -> dict[str, Any]:
 
 
 def _wait_listening(proc: subprocess.Popen[str]) -> None:
+    """Wait for serve's "listening on" line (then keep draining its output), failing
+    after START_TIMEOUT_S even when serve prints nothing."""
     assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT_S
-    for line in proc.stdout:
-        if re.search(r"listening on http://", line):
-            threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
-            return
-        if time.monotonic() > deadline:
-            break
-    raise RuntimeError(f"livetwin serve did not start (exit code {proc.poll()})")
+    stdout = proc.stdout
+    ready = threading.Event()
+
+    def pump() -> None:
+        for line in stdout:
+            if re.search(r"listening on http://", line):
+                ready.set()
+        ready.set()  # output ended: serve exited
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(START_TIMEOUT_S) or proc.poll() is not None:
+        raise RuntimeError(f"livetwin serve did not start (exit code {proc.poll()})")
 
 
 def _measure(proc: subprocess.Popen[str], port: int, receiver: _Receiver,
