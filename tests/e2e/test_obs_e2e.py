@@ -337,20 +337,20 @@ def test_skip_line_hotkey_ends_the_line(stack: tuple[Daemon, ObsInstance, Meters
 def test_pause_hotkey_and_scene_changes_reach_the_daemon(
         stack: tuple[Daemon, ObsInstance, Meters]) -> None:
     daemon, obs, _ = stack
-    t = time.time()
-    obs.request("TriggerHotkeyByName", {"hotkeyName": "livetwin.toggle_pause"})
-    daemon.wait_event(lambda m: m["type"] == "state" and m["paused"] is True, 5, after=t)
-    t = time.time()
-    obs.request("TriggerHotkeyByName", {"hotkeyName": "livetwin.toggle_pause"})
-    daemon.wait_event(lambda m: m["type"] == "state" and m["paused"] is False, 5, after=t)
+
+    def state_after(request: str, data: dict[str, str], key: str, value: bool,
+                    timeout: float) -> None:
+        t = time.time()
+        obs.request(request, data)
+        daemon.wait_event(lambda m: m["type"] == "state" and m[key] is value, timeout, after=t)
+
+    pause = {"hotkeyName": "livetwin.toggle_pause"}
+    state_after("TriggerHotkeyByName", pause, "paused", True, 5)
+    state_after("TriggerHotkeyByName", pause, "paused", False, 5)
     # a program scene without the twin: the daemon hears it is off air, and back
     obs.request("CreateScene", {"sceneName": "Elsewhere"})
-    t = time.time()
-    obs.request("SetCurrentProgramScene", {"sceneName": "Elsewhere"})
-    daemon.wait_event(lambda m: m["type"] == "state" and m["on_air"] is False, 10, after=t)
-    t = time.time()
-    obs.request("SetCurrentProgramScene", {"sceneName": "Scene"})
-    daemon.wait_event(lambda m: m["type"] == "state" and m["on_air"] is True, 10, after=t)
+    state_after("SetCurrentProgramScene", {"sceneName": "Elsewhere"}, "on_air", False, 10)
+    state_after("SetCurrentProgramScene", {"sceneName": "Scene"}, "on_air", True, 10)
 
 
 def text_of(obs: ObsInstance, name: str) -> str:
