@@ -220,9 +220,12 @@ class LiveTwin:
 
     def say(self, text: str, source: UtteranceSource | str = UtteranceSource.OPERATOR,
             reply_to: str | None = None, product_id: str | None = None,
-            lang: str | None = None) -> str:
+            lang: str | None = None, *, intents: Sequence[str] = (),
+            priority: int = 0) -> str:
         """Queue a line; returns its id. InputError when there is nothing to say,
-        QueueFull when too many lines wait."""
+        QueueFull when too many lines wait. `intents` (follow, cart, price, ...) travel
+        with the line to the gesture planner; a higher `priority` goes first among
+        lines of the same source."""
         from livetwin.speech.normalize import canonical_lang, normalize
 
         source = UtteranceSource(source)
@@ -236,7 +239,7 @@ class LiveTwin:
             raise QueueFull(f"{MAX_PENDING} lines already wait to be spoken; try again later.")
         line_id = str(next(self._ids))
         utt = Utterance(text=text, source=source, product_id=product_id, reply_to=reply_to,
-                        lang=lang, id=line_id)
+                        priority=priority, intents=tuple(intents), lang=lang, id=line_id)
         self._pending.put((*self._key(utt), utt))
         return line_id
 
@@ -450,6 +453,11 @@ class LiveTwin:
     def set_chat_target(self, platform: str, channel: str) -> None:
         """Where chat should come from (stored and reported; the connector comes later)."""
         self._set_state(chat_target=None if platform == "none" else (platform, channel))
+
+    def backlog(self) -> int:
+        """Lines accepted but not yet sounding (waiting, synthesising or ready)."""
+        with self._lock:
+            return self._pending.qsize() + len(self._ready) + (self._synthesising is not None)
 
     # -------------------------------------------------------------- figures
 
