@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, help="port of the API (default: config server.port, "
                    "8765; 0: any free port)")
     v.set_defaults(func=cmd_serve)
+
+    from livetwin import cli_gestures, cli_show
+
+    cli_show.register(sub)  # products, scripts
+    cli_gestures.register(sub)  # gestures
     return p
 
 
