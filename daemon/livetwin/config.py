@@ -151,8 +151,88 @@ class OutputConfig(_Section):
     video_bitrate_kbps: int = Field(4000, ge=100, le=50000,
                                     description="Cap of the video bitrate (VBV).")
     audio_bitrate_kbps: int = Field(128, ge=32, le=512, description="AAC bitrate.")
-    keyframe_s: float = Field(1.0, gt=0, le=10,
-                              description="Seconds between keyframes (how soon OBS joins).")
+    keyframe_s: float = Field(
+        0.25, gt=0, le=10,
+        description="Seconds between keyframes. OBS starts playing at a keyframe and keeps "
+                    "the delay it joined with: 1 s gave 0.9-1.3 s of lag in OBS, 0.25 s gives "
+                    "0.2-0.5 s for about 20 % more bits.")
+
+
+class ShowConfig(_Section):
+    """The show director: language, pacing limits and the audience strategy."""
+
+    lang: str = Field("en", pattern=r"^(en|zh|de)$",
+                      description="Language of generated scripts and fillers: en, zh or de.")
+    max_gap_s: float = Field(6.0, gt=0.5, le=120,
+                             description="Longest silence between lines while on air; a "
+                             "filler line fills it.")
+    repeat_window_s: float = Field(900.0, ge=0, le=86_400,
+                                   description="The same line is not said again within this "
+                                   "many seconds.")
+    strategy: Path | None = Field(None, description="Audience tiers YAML; null: the shipped "
+                                  "scripts_templates/strategy.yaml.")
+    templates: Path | None = Field(None, description="Folder of script templates (en.yaml, "
+                                   "...); null: the shipped scripts_templates/.")
+
+
+class StoreConfig(_Section):
+    """Where catalog, scripts and transcript are kept."""
+
+    url: str | None = Field(None, description="SQLAlchemy URL, e.g. postgresql+psycopg://"
+                            "...; null: SQLite file livetwin.db in the livetwin home.")
+
+
+class LLMConfig(_Section):
+    """An optional OpenAI-compatible LLM server that drafts scripts (templates otherwise)."""
+
+    backend: str = Field("none", description="none (templates only) | openai (any "
+                         "OpenAI-compatible server: Ollama, vLLM, llama.cpp server).")
+    base_url: str = Field("http://127.0.0.1:11434/v1", description="Server address up to "
+                          "/v1.")
+    model: str = Field("qwen2.5:7b-instruct", description="Model name the server knows.")
+    api_key: str = Field("", description="Bearer token, if the server needs one.")
+    timeout_s: float = Field(30.0, gt=0, le=600, description="Longest wait for one answer.")
+    temperature: float = Field(0.7, ge=0, le=2)
+
+
+class TwitchChatConfig(_Section):
+    """Reading a Twitch channel's chat (IRC with IRCv3 tags)."""
+
+    channel: str = Field("", description="Channel to join (without #); empty = off.")
+    nick: str = Field("justinfan12345", description="Login; justinfan... reads anonymously.")
+    token: str = Field("", description="oauth:... token, if the nick needs one.")
+    url: str = Field("ircs://irc.chat.twitch.tv:6697",
+                     description="irc://, ircs:// (TLS) or wss:// (WebSocket) server address.")
+
+
+class YouTubeChatConfig(_Section):
+    """Polling a YouTube live chat through the Data API (liveChatMessages.list)."""
+
+    live_chat_id: str = Field("", description="The broadcast's liveChatId; empty = off.")
+    api_key: str = Field("", description="A YouTube Data API key.")
+    base_url: str = Field("https://www.googleapis.com/youtube/v3",
+                          description="API root (a test or proxy may point elsewhere).")
+
+
+class ChatConfig(_Section):
+    """Live chat: answer confidence, flow control and platform connectors (docs/chat.md)."""
+
+    threshold: float = Field(0.75, ge=0, le=2, description="Lowest answer score spoken; "
+                             "below it a question goes to the operator queue.")
+    user_interval_s: float = Field(4.0, gt=0, description="One message per user per this "
+                                   "many seconds, after a burst of user_burst.")
+    user_burst: int = Field(3, ge=1, le=100)
+    dedupe_window_s: float = Field(20.0, ge=0, description="Identical messages within this "
+                                   "window are collapsed into the first.")
+    max_age_s: float = Field(30.0, gt=0, description="A reply not started by then is "
+                             "dropped (stale).")
+    queue_size: int = Field(64, ge=1, le=10_000, description="Replies waiting at most.")
+    deflect_interval_s: float = Field(8.0, ge=0, description="At most one neutral "
+                                      "(deflecting) line per this many seconds.")
+    greeting_interval_s: float = Field(5.0, gt=0, description="At most one greeting or "
+                                       "thanks per this many seconds.")
+    twitch: TwitchChatConfig = TwitchChatConfig()
+    youtube: YouTubeChatConfig = YouTubeChatConfig()
 
 
 class Config(_Section):
@@ -164,6 +244,10 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     live: LiveConfig = LiveConfig()
     output: OutputConfig = OutputConfig()
+    show: ShowConfig = ShowConfig()
+    store: StoreConfig = StoreConfig()
+    llm: LLMConfig = LLMConfig()
+    chat: ChatConfig = ChatConfig()
 
 
 def home_dir() -> Path:

@@ -55,6 +55,8 @@ CATALOG = """products:
 SIZE = (640, 360)
 CHECK_DIR = Path("/tmp/obs_check")
 LINE = "Hello everyone, welcome to the show. Today I have something special for you."
+LATENCY_LINES = ("Thanks for joining!", "Great question.", "Here it comes.", "Hello there!",
+                 "Let me show you.")
 LONG_LINE = ("This is a very long line that goes on and on, so that there is plenty of time "
              "to skip it before it ends: one, two, three, four, five, six, seven, eight, "
              "nine, ten, eleven, twelve, thirteen, fourteen, fifteen, sixteen, seventeen.")
@@ -298,8 +300,7 @@ def test_speech_reaches_obs_meters_and_captions(
           f"(line sounding in the daemon's output after {sounding:.2f} s; "
           f"stream + OBS: {t_rise - start['at']:.2f} s; idle {idle:.4f}, "
           f"threshold {threshold:.3f})")
-    # measured on 2 shared cores: 0.35 s when OBS joined the stream on a quiet machine,
-    # up to about 1.2 s when it joined while busy (that delay then stays for the session)
+    # a loose bound: the figure itself is reported by test_glass_to_glass_latency
     assert latency < 3.0
     # the captions text source shows the line while it is spoken, then clears
     deadline = time.monotonic() + 5
@@ -313,6 +314,30 @@ def test_speech_reaches_obs_meters_and_captions(
     while obs.request("GetInputSettings", {"inputName": CAPTIONS})["inputSettings"].get("text"):
         assert time.monotonic() < deadline, "the captions were not cleared after the line"
         time.sleep(0.1)
+
+
+def test_glass_to_glass_latency(stack: tuple[Daemon, ObsInstance, Meters]) -> None:
+    """POST /api/say -> the source's audio meters in OBS, over LATENCY_LINES short lines
+    (the issue's target: < 1.0 s). OBS's Media Source keeps the delay it joined the
+    stream with, which the keyframe interval bounds (output.keyframe_s = 0.25 s; with
+    1 s it was 0.9-1.3 s). Reported, and bounded loosely: the machine is shared."""
+    daemon, _, meters = stack
+    figures = []
+    for text in LATENCY_LINES:
+        daemon.wait_quiet()
+        t_idle = time.time()
+        time.sleep(1.0)
+        idle = max((v for _, v in meters.since(t_idle)), default=0.0)
+        t_post, line_id = daemon.say(text)
+        t_rise = meters.first_above(max(0.02, idle * 4), t_post, timeout=15)
+        start = daemon.wait_event(
+            lambda m, i=line_id: m["type"] == "line_start" and str(m["id"]) == i, 5)
+        figures.append((t_rise - t_post, start["at"] - t_post))
+    total = sorted(f[0] for f in figures)
+    print(f"\nglass-to-glass over {len(figures)} lines: median {total[len(total) // 2]:.2f} s, "
+          f"max {total[-1]:.2f} s; each (total, in the daemon): "
+          + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in figures))
+    assert total[-1] < 3.0
 
 
 def test_skip_line_hotkey_ends_the_line(stack: tuple[Daemon, ObsInstance, Meters]) -> None:

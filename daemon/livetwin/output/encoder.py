@@ -26,7 +26,7 @@ class EncoderSettings:
 
     crf: int = 21
     video_bitrate_kbps: int = 4000  # VBV cap so RTMP ingest never sees bursts
-    keyframe_s: float = 1.0
+    keyframe_s: float = 0.25
     audio_bitrate_kbps: int = 128
     preset: str = "ultrafast"
     threads: int = 1  # two shared cores: the renderer needs the other one
