@@ -16,6 +16,10 @@ all: test
 SYS_PKGS := libgl1 libglib2.0-0 fonts-wqy-microhei obs-studio xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl-mesa0
 # nginx with the RTMP module: the real ingest server of tests/integration/test_output_rtmp.py
 SYS_PKGS += nginx-light libnginx-mod-rtmp
+# ngircd: the real IRC server of tests/integration/test_chat_twitch_irc.py
+SYS_PKGS += ngircd
+# chromium: the real browser of the dashboard tests (tests/e2e/test_dashboard.py, Playwright)
+SYS_PKGS += chromium
 sysdeps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(SYS_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -48,10 +52,16 @@ typecheck: venv
 bench: venv
 	$(VENV)/bin/livetwin bench --json
 
+# `make demo` (embedded demo avatar), `make demo MINUTES=5`, or with your own footage:
+# `make demo VIDEO=me.mp4 CONSENT=me.yaml` (cloned once into avatars/me.twin, then reused)
 demo: venv
-	@$(VENV)/bin/livetwin demo --help >/dev/null 2>&1 || { \
-	  echo "make demo: the demo show is not built yet; meanwhile try '$(VENV)/bin/livetwin clone --help'."; exit 2; }
+ifdef VIDEO
+	@test -n "$(CONSENT)" || { echo "make demo VIDEO=...: give CONSENT=consent.yaml too (see 'livetwin clone --help')."; exit 2; }
+	@test -d avatars/$(basename $(notdir $(VIDEO))).twin || $(VENV)/bin/livetwin clone "$(VIDEO)" --name "$(basename $(notdir $(VIDEO)))" --consent "$(CONSENT)"
+	$(VENV)/bin/livetwin demo --avatar avatars/$(basename $(notdir $(VIDEO))).twin $(if $(MINUTES),--minutes $(MINUTES),)
+else
 	$(VENV)/bin/livetwin demo $(if $(MINUTES),--minutes $(MINUTES),)
+endif
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

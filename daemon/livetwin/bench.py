@@ -161,6 +161,16 @@ def _live_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
     return fig
 
 
+def _gesture_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
+    from livetwin.gesture.benchmark import gesture_figures
+
+    fig = gesture_figures()
+    if log:
+        t = fig["all_clips"]["given_timings"]
+        log(f"gestures: planning {t['p50_ms']} ms p50, {t['p99_ms']} ms p99 per utterance")
+    return fig
+
+
 BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
     "clone": _clone_figures,
     "render": _render_figures,
@@ -168,6 +178,7 @@ BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
     "lipsync": _lipsync_figures,
     "redub": _redub_figures,
     "live": _live_figures,
+    "gestures": _gesture_figures,
 }
 
 

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure the performance figures")
     b.add_argument("--json", action="store_true", help="print JSON only")
     b.add_argument("--only", action="append", choices=["clone", "render", "speech", "lipsync",
-                                                           "redub", "live"],
+                                                           "redub", "live", "gestures"],
                    help="run only these benchmarks")
     b.add_argument("--video", action="append", type=Path,
                    help="use these videos instead of the shared test clips")
@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--background-image", type=Path, metavar="FILE",
                    help="image shown where the avatar does not cover the canvas (default: "
                    "config render.background_image)")
+    s.add_argument("--no-gestures", action="store_true",
+                   help="no gestures (default: config gestures.enabled, on)")
+    s.add_argument("--gesture-density", type=float, metavar="0..1",
+                   help="how many optional gestures (beats, nods): 0 = only those the words "
+                   "ask for, 1 = about one per 2 s (default: config gestures.density, 0.5)")
     s.set_defaults(func=cmd_say)
 
     v = sub.add_parser("serve", help="run the live daemon: the twin, its output and the API")
@@ -107,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, help="port of the API (default: config server.port, "
                    "8765; 0: any free port)")
     v.set_defaults(func=cmd_serve)
+
+    m = sub.add_parser("demo", help="run the whole show on embedded defaults: the demo "
+                       "avatar, a demo shop and a simulated audience")
+    m.add_argument("--minutes", type=float, help="stop after this many minutes (default: "
+                   "run until Ctrl-C)")
+    m.add_argument("--avatar", default="demo", help="a cloned avatar instead of the "
+                   "embedded demo one")
+    m.add_argument("--out", type=Path, default=Path("demo.mp4"),
+                   help="where the recording goes (default: demo.mp4)")
+    m.add_argument("--port", type=int, help="API/dashboard port (default: config, 8765)")
+    m.set_defaults(func=cmd_demo)
 
     from livetwin import cli_gestures, cli_show
 
@@ -249,6 +265,9 @@ def cmd_say(args: argparse.Namespace) -> int:
 
     if args.no_label and args.label:
         raise InputError("--no-label and --label contradict each other; give one.")
+    if args.gesture_density is not None and not 0 <= args.gesture_density <= 1:
+        raise InputError(f"--gesture-density {args.gesture_density}: give a number from 0 "
+                         "to 1.")
     cfg = load_config(args.config)
     rc = cfg.render  # the command line overrides the config's render section
     try:
@@ -267,7 +286,10 @@ def cmd_say(args: argparse.Namespace) -> int:
                      label=label, label_position=args.label_position or rc.label_position,
                      background=background,
                      background_image=args.background_image or rc.background_image,
-                     label_font=args.label_font or rc.label_font)
+                     label_font=args.label_font or rc.label_font,
+                     gestures=cfg.gestures.enabled and not args.no_gestures,
+                     gesture_density=(cfg.gestures.density if args.gesture_density is None
+                                      else args.gesture_density))
     if label is None:
         why = "--no-label" if args.no_label else "render.label_enabled: false"
         err.print(f"[yellow]warning:[/] the visible AI-disclosure label is OFF ({why}); "
@@ -307,6 +329,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     err.print("livetwin serve: stopped.")
     # Everything is stopped, flushed and closed here; the interpreter's own teardown of
     # torch, mediapipe and onnxruntime would add 1-2 s to a SIGTERM, so skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo show (runtime/demo.py) until --minutes or Ctrl-C."""
+    from livetwin.config import load_config
+    from livetwin.runtime.demo import run_demo
+
+    if args.minutes is not None and not 0 < args.minutes <= 24 * 60:
+        raise InputError(f"--minutes {args.minutes:g}: give a duration from 0 to 1440.")
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: give a port from 1 to 65535 (0: any free one).")
+    if args.out.suffix.lower() != ".mp4":
+        raise InputError(f"--out {args.out}: the recording is an MP4; give a name ending "
+                         "in .mp4.")
+    cfg = load_config(args.config)
+    rc = run_demo(cfg, minutes=args.minutes, avatar=args.avatar, out=args.out,
+                  port=args.port,
+                  announce=lambda text: out.print(text, highlight=False, soft_wrap=True),
+                  quiet=lambda: _native_logs_hidden(args.debug))
+    err.print("livetwin demo: stopped.")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc)

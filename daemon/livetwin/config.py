@@ -113,6 +113,15 @@ class RenderConfig(_Section):
         return self.label
 
 
+class GesturesConfig(_Section):
+    """`gestures:` body language planned from the words (docs/gestures.md)."""
+
+    enabled: bool = Field(True, description="Plan and show gestures while the twin speaks.")
+    density: float = Field(0.5, ge=0, le=1, description="Optional gestures (beats, nods "
+                           "...): 0 = only the ones the words ask for (follow, cart), 1 = "
+                           "one about every 2 s of speech.")
+
+
 class ServerConfig(_Section):
     """The HTTP/WebSocket API of `livetwin serve`."""
 
@@ -166,7 +175,7 @@ class ShowConfig(_Section):
     max_gap_s: float = Field(6.0, gt=0.5, le=120,
                              description="Longest silence between lines while on air; a "
                              "filler line fills it.")
-    repeat_window_s: float = Field(900.0, ge=0, le=86_400,
+    repeat_window_s: float = Field(600.0, ge=0, le=86_400,
                                    description="The same line is not said again within this "
                                    "many seconds.")
     strategy: Path | None = Field(None, description="Audience tiers YAML; null: the shipped "
@@ -224,7 +233,7 @@ class ChatConfig(_Section):
     user_burst: int = Field(3, ge=1, le=100)
     dedupe_window_s: float = Field(20.0, ge=0, description="Identical messages within this "
                                    "window are collapsed into the first.")
-    max_age_s: float = Field(30.0, gt=0, description="A reply not started by then is "
+    max_age_s: float = Field(45.0, gt=0, description="A reply not started by then is "
                              "dropped (stale).")
     queue_size: int = Field(64, ge=1, le=10_000, description="Replies waiting at most.")
     deflect_interval_s: float = Field(8.0, ge=0, description="At most one neutral "
@@ -241,6 +250,7 @@ class Config(_Section):
     clone: CloneConfig = CloneConfig()
     tts: TTSConfig = TTSConfig()
     render: RenderConfig = RenderConfig()
+    gestures: GesturesConfig = GesturesConfig()
     server: ServerConfig = ServerConfig()
     live: LiveConfig = LiveConfig()
     output: OutputConfig = OutputConfig()

@@ -22,6 +22,7 @@ class ChatKind(StrEnum):
     GIFT = "gift"
     FOLLOW = "follow"
     JOIN = "join"
+    LIKE = "like"
 
 
 class UtteranceSource(StrEnum):

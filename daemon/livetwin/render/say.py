@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -30,9 +31,12 @@ import numpy.typing as npt
 
 from livetwin.config import Config
 from livetwin.errors import InputError, MediaError
-from livetwin.events import MouthTrack, SpeechAudio
+from livetwin.events import GestureCue, MouthTrack, SpeechAudio
 from livetwin.render.canvas import DEFAULT_LABEL, DEFAULT_POSITION, DEFAULT_SIZE, Canvas
 from livetwin.render.compositor import LOOKAHEAD
+
+if TYPE_CHECKING:
+    from livetwin.render.head_motion import GestureTrack
 
 F32 = npt.NDArray[np.float32]
 AUDIO_RATE = 48_000  # output audio
@@ -83,6 +87,8 @@ class SayRequest:
     label_font: Path | None = None  # font file tried first for the label
     seed: int = 0
     encoder_threads: int | None = None  # None: x264 decides (all cores)
+    gestures: bool = True  # plan gestures from the words (TEXT only) and show them
+    gesture_density: float | None = None  # 0..1; None: the planner's default
 
 
 @dataclass
@@ -104,6 +110,8 @@ class SayResult:
     # the photo animator's stages, place and label (canvas), encode (audio + video);
     # "frame" is render + canvas per frame, "frame+encode" adds the encoder
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the gestures planned, seconds on the video's timeline (gesture.planner, head_motion)
+    gestures: list[GestureCue] = field(default_factory=list)
 
     @property
     def render_fps(self) -> float:
@@ -423,6 +431,7 @@ def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
     from livetwin.lipsync.person_model import PersonMouthModel
     from livetwin.lipsync.track import MouthRange, plan_mouth
     from livetwin.render.engine import open_twin
+    from livetwin.render.head_motion import twin_face
 
     validate(req)
     bundle_dir = resolve_avatar(str(avatar))
@@ -453,6 +462,8 @@ def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
 
     twin = open_twin(bundle_dir, max_side=render_side(bundle_dir, req.size), fps=req.fps,
                      seed=req.seed)
+    track = _gesture_track(speech, timeline, req, twin) if req.gestures and req.text else None
+    touched = False  # the last frame was changed by a gesture (head motion, arrow)
     canvas = make_canvas(twin.size)
     n = len(timeline.targets)
     spf = AUDIO_RATE // req.fps
@@ -464,11 +475,17 @@ def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
         try:
             for k in range(n):
                 tf = time.perf_counter()
+                if track is not None:
+                    track.before(k, twin)
                 rgb = twin.frame(timeline.targets[k], bool(timeline.speaking[k]),
                                  timeline.targets[k + 1:k + 1 + LOOKAHEAD])
+                dirty = getattr(twin, "dirty", None)
+                if track is not None:
+                    rgb, changed = track.after(k, rgb, twin_face(twin))
+                    dirty, touched = (None if changed or touched else dirty), changed
                 # Straight to I420, redoing only the part that changed (a photo avatar
                 # tells which); the same pixels as compose() then RGB -> I420.
-                yuv = canvas.compose_i420(rgb, getattr(twin, "dirty", None))
+                yuv = canvas.compose_i420(rgb, dirty)
                 te = time.perf_counter()
                 writer.audio(timeline.audio[k * spf:(k + 1) * spf])
                 writer.video_i420(yuv)
@@ -489,6 +506,24 @@ def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
     fr, enc = np.asarray(frame_ms), np.asarray(encode_ms)
     for name, ms in (("encode", enc), ("frame", fr), ("frame+encode", fr + enc)):
         stages[name] = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+    shown = [GestureCue(c.gesture, c.start, c.stroke, c.end, c.word)
+             for c in (track.cues if track is not None else [])]
     return SayResult(req.out, n, req.fps, req.size, n / req.fps, speech_s, len(speech.items),
-                     timeline.source, tts_s, render_s, timeline.spans, stages)
+                     timeline.source, tts_s, render_s, timeline.spans, stages, shown)
+
+
+def _gesture_track(speech: _Speech, timeline: Timeline, req: SayRequest,
+                   twin: object) -> GestureTrack | None:
+    """The gestures for the spoken sentences (planned from the TTS word timings; none
+    for a backend without them), on the video's timeline."""
+    from livetwin.render.head_motion import plan_track
+    from livetwin.speech.normalize import canonical_lang
+
+    sentences = [(a / req.fps, item.words)
+                 for item, (a, _) in zip(speech.items, timeline.spans, strict=True)]
+    if not any(words for _, words in sentences):
+        return None
+    clips = set(getattr(twin, "gestures", ()))
+    return plan_track(sentences, canonical_lang(req.lang), clips, req.fps,
+                      density=req.gesture_density)
 

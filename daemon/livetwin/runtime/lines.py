@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,7 @@ class Segment:
     speaking: npt.NDArray[np.bool_]
     audio: I16
     mouth_source: str
+    gestures: Any = None  # render.head_motion.GestureTrack on this segment's frames
 
     @property
     def frames(self) -> int:

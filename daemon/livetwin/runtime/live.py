@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from livetwin.errors import InputError, LivetwinError
-from livetwin.events import Product, Utterance, UtteranceSource
+from livetwin.events import Product, SpeechAudio, Utterance, UtteranceSource
 from livetwin.runtime.lines import PAUSE_S, LiveLine, Segment, segment, tick_start
 
 if TYPE_CHECKING:
@@ -146,7 +146,8 @@ class LiveTwin:
     def __init__(self, twin: TwinSource, canvas: Canvas, tts: TTSBackend, *, fps: int,
                  mouth_range: MouthRange, model: PersonMouthModel | None = None,
                  products: Sequence[Product] = (), lines: LiveLines = LiveLines(),
-                 avatar: str = "", wall: Callable[[], float] = time.time) -> None:
+                 avatar: str = "", wall: Callable[[], float] = time.time,
+                 gesture_density: float | None = None) -> None:
         if SAMPLE_RATE % fps:
             raise ValueError(f"fps {fps} does not divide {SAMPLE_RATE}")
         self.twin = twin
@@ -160,6 +161,7 @@ class LiveTwin:
         self._mouth = mouth_range
         self._model = model
         self._wall = wall
+        self._gesture_density = gesture_density  # None: no gestures
         self._closed = np.asarray(mouth_range.closed, np.float32)
         self._ids = itertools.count(1)
         self._seq = itertools.count()
@@ -294,6 +296,7 @@ class LiveTwin:
                     continue
                 seg = segment(item, self.fps, SAMPLE_RATE, self._closed,
                               lambda s: plan_mouth(s, self.fps, self._mouth, self._model))
+                seg = replace(seg, gestures=self._plan_gestures(item, utt))
                 with self._lock:
                     if line.cancelled:
                         return
@@ -307,6 +310,22 @@ class LiveTwin:
                 await stream.aclose()  # type: ignore[attr-defined]
         if not line.segments:
             raise InputError("the voice produced no audio for this line.")
+
+    def _plan_gestures(self, item: SpeechAudio, utt: Utterance) -> Any:
+        """The gestures of one sentence on its own frames (docs/gestures.md): planned from
+        the voice's word timings and the line's intents; None without either, or when
+        gestures are off. A failure here costs the gestures, never the line."""
+        if self._gesture_density is None or not item.words:
+            return None
+        from livetwin.render.head_motion import plan_track
+
+        try:
+            return plan_track([(0.0, item.words)], utt.lang,
+                              set(getattr(self.twin, "gestures", ())), self.fps,
+                              density=self._gesture_density, intents=utt.intents)
+        except Exception:
+            log.exception("gesture planning failed for line %s", utt.id)
+            return None
 
     def _fail(self, line: LiveLine, message: str) -> None:
         utt = line.utterance
@@ -322,7 +341,7 @@ class LiveTwin:
         a, b = tick_start(index, self.fps, SAMPLE_RATE), tick_start(index + 1, self.fps,
                                                                     SAMPLE_RATE)
         pcm = np.zeros(b - a, np.int16)
-        target, speaking, upcoming = self._closed, False, None
+        target, speaking, upcoming, gestures = self._closed, False, None, None
         with self._lock:
             sounding, k, cut = self._advance(index)
         if sounding is not None:
@@ -333,11 +352,29 @@ class LiveTwin:
             else:
                 target, speaking = sounding.targets[k], bool(sounding.speaking[k])
                 upcoming = sounding.targets[k + 1:k + 5]
-        frame = self.canvas.compose(self.twin.frame(target, speaking, upcoming))
+                gestures = sounding.gestures
+        if gestures is not None:
+            gestures.before(k, self.twin)
+        rgb = self.twin.frame(target, speaking, upcoming)
+        if gestures is not None:
+            rgb = self._gesture_frame(gestures, k, rgb)
+        frame = self.canvas.compose(rgb)
         self.ticks += 1
         self._tick_at.append(time.monotonic())
         self.tick_ms.append((time.perf_counter() - t0) * 1e3)
         return frame, pcm
+
+    def _gesture_frame(self, gestures: Any, k: int, rgb: U8) -> U8:
+        """Frame k of a segment with its head motion and arrows; the plain frame if the
+        gesture renderer fails (the picture must keep coming)."""
+        from livetwin.render.head_motion import twin_face
+
+        try:
+            out, _ = gestures.after(k, rgb, twin_face(self.twin))
+            return np.asarray(out)
+        except Exception:
+            log.exception("gesture rendering failed; the frame goes out without it")
+            return rgb
 
     def _advance(self, index: int) -> tuple[Segment | None, int, bool]:
         """Start, continue, cut or end lines at tick `index`: (the segment sounding, its
@@ -432,6 +469,15 @@ class LiveTwin:
         text = template.format(name=product.name, price=price_text(product.price),
                                currency=product.currency)
         return self.say(text, UtteranceSource.OPERATOR, product_id=product.id)
+
+    def set_product(self, product_id: str | None) -> None:
+        """The product being sold now (the show director's choice): reported to clients
+        (OBS's "now selling" lower third) and used by chat to resolve "how much?"."""
+        product = next((p for p in self.products if p.id == product_id), None)
+        if product is not None:
+            with self._lock:
+                self._product_index = self.products.index(product)
+        self._set_state(product=product)
 
     def call_to_follow(self) -> str:
         return self.say(self.lines.call_to_follow, UtteranceSource.OPERATOR)
@@ -562,6 +608,14 @@ def open_live(avatar: str, cfg: Config, products: Sequence[Product] = (), *,
     model_path = bundle_dir / "person_model.onnx"
     model = PersonMouthModel.load(model_path) if model_path.is_file() else None
     lv = cfg.live
+    if cfg.gestures.enabled:
+        # Load (YAML + schema checks, ~0.2 s of Python) and warm the planner now: done by
+        # the first line in the synthesis worker, it held the GIL and stalled the ticks.
+        from livetwin.render.head_motion import plan_track
+        from livetwin.speech.normalize import canonical_lang
+
+        plan_track([], canonical_lang(lv.lang), set(), s.fps)
     return LiveTwin(twin, canvas, tts, fps=s.fps, mouth_range=MouthRange.from_bundle(bundle_dir),
                     model=model, products=products, avatar=avatar, wall=wall,
-                    lines=LiveLines(lv.lang, lv.call_to_follow, lv.point_to_cart))
+                    lines=LiveLines(lv.lang, lv.call_to_follow, lv.point_to_cart),
+                    gesture_density=cfg.gestures.density if cfg.gestures.enabled else None)

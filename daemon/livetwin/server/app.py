@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Query, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
 
 from livetwin import __version__
+from livetwin.chat.registry import ChatService
 from livetwin.errors import InputError
-from livetwin.events import Product, UtteranceSource, ViewerStats
+from livetwin.events import ChatEvent, ChatKind, Product, UtteranceSource, ViewerStats
 from livetwin.runtime.live import LineStarted, LiveEvent, LiveTwin, QueueFull
 from livetwin.runtime.transcript import ChatLog, Transcript, TranscriptEntry
 from livetwin.server.auth import Token
@@ -26,7 +28,13 @@ from livetwin.server.guard import Guard
 from livetwin.server.hub import Hub, chat_message, event_message
 from livetwin.show.catalog import product_full_json
 
+if TYPE_CHECKING:
+    from livetwin.config import Config
+    from livetwin.show.runner import ShowRunner
+    from livetwin.store.db import Store
+
 MAX_TEXT = 2_000
+MAX_CHAT_TEXT = 32_000  # chat is judged (and long spam dropped) by the chat gate
 
 
 @dataclass
@@ -38,11 +46,30 @@ class Daemon:
     products: list[Product] = field(default_factory=list)
     stream_url: str = ""
     output_stats: Callable[[], Mapping[str, Any]] | None = None
+    preview: Callable[[], bytes | None] | None = None  # newest preview JPEG
     transcript: Transcript = field(default_factory=Transcript)
     chats: ChatLog = field(default_factory=ChatLog)
     hub: Hub = field(default_factory=Hub)
     started: float = field(default_factory=time.monotonic)
     viewers: ViewerStats | None = None
+    address: tuple[str, int] = ("127.0.0.1", 8765)  # where the API listens (set by serve)
+    chat: ChatService | None = None
+    show: ShowRunner | None = None  # the show director on the live twin (show/runner.py)
+    store: Store | None = None  # catalog, scripts, transcript (store/)
+    config: Config | None = None  # livetwin.yaml: show.templates and llm for the script routes
+
+    def receive_chat(self, platform: str, user: str, text: str,
+                     kind: ChatKind = ChatKind.COMMENT) -> ChatEvent:
+        """One viewer event from the API or a connector: logged, published, then judged
+        by the chat pipeline (docs/chat.md). Kept to MAX_TEXT characters, so a flood of
+        huge messages cannot grow the chat log (the gate drops them as spam anyway)."""
+        event = self.chats.add(platform[:32], user[:100], text[:MAX_TEXT])
+        if kind is not ChatKind.COMMENT:
+            event = dataclasses.replace(event, kind=kind)
+        self.hub.publish_threadsafe(chat_message(event))
+        if self.chat is not None:
+            self.chat.pipeline.submit(event)
+        return event
 
     def on_event(self, event: LiveEvent) -> None:
         """LiveTwin subscriber (dispatcher thread): transcript, then the WebSocket."""
@@ -60,7 +87,7 @@ class _Body(BaseModel):
 class ChatIn(_Body):
     platform: str = Field(min_length=1, max_length=32)
     user: str = Field(min_length=1, max_length=100)
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    text: str = Field(min_length=1, max_length=MAX_CHAT_TEXT)
 
 
 class ViewersIn(_Body):
@@ -105,13 +132,25 @@ def create_app(daemon: Daemon) -> Guard:
 
     @app.post("/api/chat", status_code=202)
     def chat(body: ChatIn) -> IdOut:
-        event = daemon.chats.add(body.platform, body.user, body.text)
-        daemon.hub.publish_threadsafe(chat_message(event))
-        return IdOut(id=event.id)
+        return IdOut(id=daemon.receive_chat(body.platform, body.user, body.text).id)
+
+    @app.get("/api/chat/queue")
+    def chat_queue() -> list[dict[str, object]]:
+        """Questions the answer database could not answer (for the operator)."""
+        return list(daemon.chat.pipeline.unanswered) if daemon.chat else []
+
+    @app.get("/api/chat/decisions")
+    def chat_decisions(n: int = Query(200, ge=1, le=2000)) -> list[dict[str, object]]:
+        """The chat pipeline's latest decisions, each with its reason."""
+        if daemon.chat is None:
+            return []
+        return [d.to_json() for d in list(daemon.chat.pipeline.decisions)[-n:]]
 
     @app.post("/api/viewers", status_code=202)
     def viewers(body: ViewersIn) -> dict[str, int]:
         daemon.viewers = ViewerStats(count=body.count, platform=body.platform)
+        if daemon.show is not None:
+            daemon.show.on_viewers(body.count)
         return {"count": body.count}
 
     @app.post("/api/say", status_code=202)
@@ -130,7 +169,36 @@ def create_app(daemon: Daemon) -> Guard:
 
     @app.get("/api/products")
     def products() -> list[dict[str, object]]:
-        return [product_full_json(p) for p in daemon.products]
+        items = daemon.store.products() if daemon.store is not None else daemon.products
+        return [product_full_json(p) for p in items]
+
+    @app.get("/api/scripts")
+    def scripts(product_id: str | None = Query(None, max_length=64)) -> list[dict[str, Any]]:
+        """Every script version (of one product), with its lines, for proofreading."""
+        if daemon.store is None:
+            return []
+        return [r.to_json() for r in daemon.store.scripts(product_id)]
+
+    def decide(script_id: int, status: str) -> dict[str, Any]:
+        if daemon.store is None:
+            raise HTTPException(404, "this daemon has no script store.")
+        try:
+            record = daemon.store.decide(script_id, status)
+        except InputError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if daemon.show is not None:  # the next pitch uses the new decision
+            from livetwin.show.runner import show_items
+
+            daemon.show.reload(show_items(daemon.store, daemon.show.director.templates.lang))
+        return record.summary()
+
+    @app.post("/api/scripts/{script_id}/approve")
+    def approve(script_id: int) -> dict[str, Any]:
+        return decide(script_id, "approved")
+
+    @app.post("/api/scripts/{script_id}/reject")
+    def reject(script_id: int) -> dict[str, Any]:
+        return decide(script_id, "rejected")
 
     @app.websocket("/ws")
     async def ws(socket: WebSocket) -> None:
@@ -138,4 +206,16 @@ def create_app(daemon: Daemon) -> Guard:
 
         await serve_socket(socket, daemon)
 
+    @app.websocket("/ws/chat")
+    async def ws_chat(socket: WebSocket) -> None:
+        from livetwin.chat.ingest import serve_ingest
+
+        await serve_ingest(socket, daemon)
+
+    from livetwin.server.dashboard import add_dashboard
+
+    add_dashboard(app, daemon)  # the control room pages (dashboard.py)
+    from livetwin.server.show_routes import add_show_routes
+
+    add_show_routes(app, daemon)  # products and scripts for the dashboard (show_routes.py)
     return Guard(app, daemon.token)

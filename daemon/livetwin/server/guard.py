@@ -1,4 +1,5 @@
-"""The ASGI layer in front of the API: every HTTP route but `/api/health` needs the bearer
+"""The ASGI layer in front of the API: every HTTP route but `/api/health` and the
+dashboard's page and static files (`/`, `/static/...`: no data in them) needs the bearer
 token (401), and a request body over MAX_BODY bytes is refused with 413 before anything
 parses it (by its Content-Length at once, or while a chunked body arrives). Both run
 before FastAPI, so a malformed body from a client without the token still gets 401."""
@@ -12,7 +13,10 @@ from typing import Any
 from livetwin.server.auth import Token, bearer
 
 MAX_BODY = 64 * 1024
-OPEN_PATHS = frozenset({"/api/health"})
+# The dashboard page and its static files hold no data (server/dashboard.py); the page
+# asks for the token and sends it on every API call.
+OPEN_PATHS = frozenset({"/api/health", "/"})
+OPEN_PREFIX = "/static/"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -43,7 +47,8 @@ class Guard:
             await self.app(scope, receive, send)  # lifespan; /ws checks its token itself
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        if scope.get("path") not in OPEN_PATHS:
+        path = str(scope.get("path", ""))
+        if path not in OPEN_PATHS and not path.startswith(OPEN_PREFIX):
             auth = headers.get(b"authorization", b"").decode("latin-1")
             if not self.token.matches(bearer(auth)):
                 await _reply(send, 401, "missing or wrong API token; send 'Authorization: "

@@ -1,10 +1,13 @@
-"""`livetwin serve`: the live twin, its output and the API in one process.
+"""`livetwin serve`: the live twin, its output, the show, chat and the API in one process.
 
-Start: catalog and token (cheap checks first), bind the API socket (a busy port is an
-input error, before the avatar loads), open the twin, start the synthesis worker, the
-output's tick thread and uvicorn. SIGINT/SIGTERM: uvicorn stops accepting and closes the
-WebSockets (1 s grace), then the output stops and flushes its sinks, then the worker;
-exit 0 within about 2 s."""
+Start: catalog (validated whole) and token (cheap checks first), bind the API socket (a
+busy port is an input error, before the avatar loads), open the store (SQLite in the
+livetwin home by default) and import the catalog in one transaction, open the twin,
+freeze the start-up heap (see `freeze_heap`), then start the synthesis worker, the
+output's tick thread, the chat pipeline and its connectors, the show director (which
+only pitches approved scripts) and uvicorn. SIGINT/SIGTERM: uvicorn stops accepting and
+closes the WebSockets (1 s grace), then the show, chat, the output (flushing its sinks)
+and the worker stop; exit 0 within about 2 s."""
 
 from __future__ import annotations
 
@@ -99,10 +102,13 @@ def _server_class() -> type[Any]:
 
 
 def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = print,
-        quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
+        quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+        on_ready: Callable[[Any], None] | None = None, stop_after_s: float | None = None
         ) -> int:
     """Run the daemon until SIGINT/SIGTERM (module doc); 0 on a clean stop. `quiet`
-    wraps loading the avatar (mediapipe's native code logs to fd 2 there)."""
+    wraps loading the avatar (mediapipe's native code logs to fd 2 there). `on_ready`
+    gets the Daemon once the API listens (`livetwin demo` starts its audience there);
+    with `stop_after_s` the daemon stops by itself after that long."""
     import uvicorn
 
     from livetwin.chat.registry import open_chat
@@ -110,22 +116,35 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
     from livetwin.runtime.live import open_live
     from livetwin.server.app import Daemon, create_app
     from livetwin.server.auth import resolve_token
-    from livetwin.show.catalog import load_catalog
+    from livetwin.show.catalog import read_catalog
+    from livetwin.show.runner import open_show
+    from livetwin.store import open_store
+    from livetwin.store.transcript import StoredTranscript
 
-    products = load_catalog(opts.catalog) if opts.catalog else []
+    items = read_catalog(opts.catalog) if opts.catalog else None  # validated whole
     token = resolve_token(cfg.server.token)
     host = opts.host or cfg.server.host
     port = cfg.server.port if opts.port is None else opts.port
     sock = bind(host, port)
+    store = None
     try:
+        store = open_store(cfg.store.url)
+        if items is not None:  # one transaction: the stored catalog is updated or unchanged
+            store.import_catalog(items)
+        products = store.products()
         with quiet():
             live = open_live(opts.avatar, cfg, products)
         output = LiveOutput(live, sinks_from_config(cfg.output),
                             encoder=EncoderSettings.from_config(cfg.output))
         daemon = Daemon(live, token, products, stream_url=stream_url(cfg.output.obs_url),
-                        output_stats=lambda: output.stats().as_dict())
+                        output_stats=lambda: output.stats().as_dict(),
+                        preview=output.preview.latest_jpeg if output.preview else None,
+                        transcript=StoredTranscript(store), store=store, config=cfg)
+        daemon.show = open_show(live, store, cfg.show)
+        daemon.address = (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
         daemon.chat = open_chat(cfg.chat, products, live.say, lambda: live.state.product,
                                 live.backlog)
+        daemon.chat.pipeline.social = daemon.show.on_chat  # strategy-aware thanks
         server = _server_class()(uvicorn.Config(
             create_app(daemon), log_level="warning", ws_max_size=WS_MAX_BYTES,
             timeout_graceful_shutdown=GRACE_S, lifespan="on", access_log=False))
@@ -134,17 +153,31 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
         try:
             output.start()
             daemon.chat.start(daemon.receive_chat)
+            daemon.show.start()
             try:
-                server.on_ready = lambda: announce(_ready(
-                    sock, opts.avatar, live, token.describe(), daemon.stream_url))
+                def ready() -> None:
+                    announce(_ready(sock, opts.avatar, live, token.describe(),
+                                    daemon.stream_url))
+                    if on_ready is not None:
+                        on_ready(daemon)
+
+                server.on_ready = ready
+                if stop_after_s is not None:
+                    timer = threading.Timer(stop_after_s,
+                                            lambda: setattr(server, "should_exit", True))
+                    timer.daemon = True
+                    timer.start()
                 asyncio.run(server.serve(sockets=[sock]))
             finally:
+                daemon.show.stop(STOP_S)
                 daemon.chat.close(STOP_S)
                 output.stop(STOP_S)
         finally:
             live.close(STOP_S)
     finally:
         sock.close()
+        if store is not None:
+            store.close()
     return 0
 
 
@@ -163,7 +196,8 @@ def _ready(sock: socket.socket, avatar: str, live: Any, token: str, obs: str) ->
     where = f"[{host}]" if ":" in host else host
     w, h = live.size
     lines = [f"livetwin serve: listening on http://{where}:{port} (avatar {avatar}, "
-             f"{w}x{h} at {live.fps} fps)", token]
+             f"{w}x{h} at {live.fps} fps)", token,
+             f"dashboard: http://{where}:{port}/ (it asks for the API token)"]
     if obs:
         lines.append(f"OBS Media Source input: {obs}")
     lines.append("stop with Ctrl-C")

@@ -1,5 +1,7 @@
-"""`WS /ws` (docs/live.md): token from the `Authorization` header or `?token=`; a wrong
-one closes with 4401 before any message. Then `hello`, then events as they happen;
+"""`WS /ws` (docs/live.md): token from the `Authorization` header, `?token=`, or (for
+browsers, which cannot set headers) a `bearer.TOKEN` entry of `Sec-WebSocket-Protocol`
+beside `livetwin`, which is the one echoed back; a wrong token closes with 4401 before
+any message. Then `hello`, then events as they happen;
 client messages are validated (unknown types or bad fields get an `error` message, the
 connection stays open). All sends go through the client's queue and one sender task."""
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 PROTOCOL_VERSION = 1
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_SLOW = 1013
+SUBPROTOCOL = "livetwin"  # what the server echoes to a browser that offered it
+BEARER_PREFIX = "bearer."  # a browser offers ["livetwin", "bearer.TOKEN"]
 
 
 class _In(BaseModel):
@@ -112,6 +116,17 @@ def handle(daemon: Daemon, text: str) -> Message | None:
     return None
 
 
+def _subprotocols(socket: WebSocket) -> list[str]:
+    header = socket.headers.get("sec-websocket-protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+def _protocol_token(offered: list[str]) -> str | None:
+    """The token of a `bearer.TOKEN` subprotocol entry (browsers cannot set headers)."""
+    return next((p.removeprefix(BEARER_PREFIX) for p in offered
+                 if p.startswith(BEARER_PREFIX) and len(p) > len(BEARER_PREFIX)), None)
+
+
 async def _send_loop(socket: WebSocket, client: Client) -> None:
     while True:
         message = await client.queue.get()
@@ -124,8 +139,11 @@ async def _send_loop(socket: WebSocket, client: Client) -> None:
 
 async def serve_socket(socket: WebSocket, daemon: Daemon) -> None:
     """One client connection (module doc)."""
-    given = socket.query_params.get("token") or bearer(socket.headers.get("authorization"))
-    await socket.accept()
+    offered = _subprotocols(socket)
+    given = (socket.query_params.get("token") or bearer(socket.headers.get("authorization"))
+             or _protocol_token(offered))
+    # a browser fails the handshake unless one offered subprotocol is echoed: never the token
+    await socket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     if not daemon.token.matches(given):
         await socket.close(CLOSE_UNAUTHORIZED, "missing or wrong API token")
         return
