@@ -123,3 +123,34 @@ async def _scenario(irc: IrcServer) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_the_chat_chosen_in_obs_is_joined_and_left(irc: IrcServer) -> None:
+    """The OBS script's chat_target reaches ChatService.set_target: the daemon joins
+    that channel on the configured server, and leaves it when the target is none."""
+    from livetwin.chat.pipeline import ChatPipeline
+    from livetwin.chat.registry import ChatService
+    from livetwin.config import ChatConfig
+
+    got: list[tuple[str, str, str, ChatKind]] = []
+    cfg = ChatConfig(twitch=TwitchChatConfig(nick="livetwinbot",
+                                             url=f"irc://127.0.0.1:{irc.port}"))
+    service = ChatService(ChatPipeline([], lambda *a, **k: "1"), (), cfg)
+    service.start(lambda *e: got.append(e))
+    try:
+        service.set_target("twitch", f"#{CHANNEL}")
+        assert service.target == ("twitch", f"#{CHANNEL}")
+        deadline = time.monotonic() + 15
+        while not got:  # the connector needs a moment to register and join
+            assert time.monotonic() < deadline, "the chosen channel was never joined"
+            asyncio.run(_say(irc.port, "viewer1", "hello twin"))
+            time.sleep(0.3)
+        assert got[0][:3] == ("twitch", "viewer1", "hello twin")
+        service.set_target("none", "")
+        time.sleep(1.0)
+        n = len(got)
+        asyncio.run(_say(irc.port, "viewer2", "still there?"))
+        time.sleep(1.0)
+        assert len(got) == n, "the connector kept reading after the target was cleared"
+    finally:
+        service.close(2.0)

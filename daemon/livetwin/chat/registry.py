@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from livetwin.chat.connect import Emit
 from livetwin.chat.pipeline import ChatPipeline, ChatSettings
 from livetwin.config import ChatConfig
+from livetwin.errors import InputError
 from livetwin.events import Product
 
 log = logging.getLogger("livetwin.chat")
@@ -66,31 +67,70 @@ def connectors_from_config(cfg: ChatConfig) -> list[ChatConnector]:
 
 
 class ChatService:
-    """The pipeline's worker and the connectors' loop, started and stopped together."""
+    """The pipeline's worker and the connectors' loop, started and stopped together. The
+    connectors run as tasks on one asyncio loop in a thread; `set_target` (the chat the
+    OBS script's properties choose) swaps the targeted connector while running."""
 
-    def __init__(self, pipeline: ChatPipeline, connectors: Sequence[ChatConnector] = ()
-                 ) -> None:
+    def __init__(self, pipeline: ChatPipeline, connectors: Sequence[ChatConnector] = (),
+                 cfg: ChatConfig | None = None) -> None:
         self.pipeline, self.connectors = pipeline, list(connectors)
+        self.cfg = cfg or ChatConfig()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._target: tuple[str, asyncio.Task[None]] | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # the configured connectors
+        self.target: tuple[str, str] | None = None  # (platform, channel) chosen in OBS
         self.emit: Emit | None = None
 
     def start(self, emit: Emit) -> None:
         self.pipeline.start()
         self.emit = emit
-        if self.connectors:
-            self._thread = threading.Thread(target=self._run, name="chat-connectors",
-                                            daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._run, name="chat-connectors",
+                                        daemon=True)
+        self._thread.start()
+        self._ready.wait(5.0)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
         assert self.emit is not None
-        tasks = [loop.create_task(c.run(self.emit)) for c in self.connectors]
+        self._tasks = [loop.create_task(c.run(self.emit)) for c in self.connectors]
+        self._ready.set()
         with contextlib.suppress(asyncio.CancelledError):
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_forever()
         loop.close()
+
+    def set_target(self, platform: str, channel: str) -> None:
+        """Read `channel` of `platform` (twitch: the channel name; youtube: the live chat
+        id) instead of the previous target; platform "none" stops it. Connectors from
+        the config keep running."""
+        if platform not in (*CONNECTORS, "none"):
+            raise InputError(f"chat platform {platform!r} has no connector; use "
+                             f"{', '.join(CONNECTORS)} or none (other platforms: a bridge "
+                             "posting to /api/chat, docs/chat.md).")
+        loop = self._loop
+        if loop is None or self.emit is None:
+            raise InputError("chat is not running yet; try again in a moment.")
+        conn = None
+        if platform == "twitch":
+            conn = connector("twitch", self.cfg.twitch.model_copy(update={
+                "channel": channel.lstrip("#")}))
+        elif platform == "youtube":
+            conn = connector("youtube", self.cfg.youtube.model_copy(update={
+                "live_chat_id": channel}))
+        emit = self.emit
+        self.target = None if conn is None else (platform, channel)
+
+        def swap() -> None:
+            if self._target is not None:
+                self._target[1].cancel()
+                self._target = None
+            if conn is not None:
+                self._target = (platform, loop.create_task(conn.run(emit)))
+            log.info("chat target: %s %s", platform, channel)
+
+        loop.call_soon_threadsafe(swap)
 
     def close(self, timeout: float = 1.0) -> None:
         loop = self._loop
@@ -98,6 +138,7 @@ class ChatService:
             def cancel() -> None:
                 for t in asyncio.all_tasks(loop):
                     t.cancel()
+                loop.call_later(0.05, loop.stop)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(cancel)
         if self._thread is not None:
@@ -111,4 +152,4 @@ def open_chat(cfg: ChatConfig, products: Sequence[Product], say: Callable[..., s
     """The chat service of `livetwin serve` (not started)."""
     pipeline = ChatPipeline(products, say, current_product,
                             settings=settings_from_config(cfg), backlog=backlog)
-    return ChatService(pipeline, connectors_from_config(cfg))
+    return ChatService(pipeline, connectors_from_config(cfg), cfg)

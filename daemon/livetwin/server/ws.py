@@ -106,6 +106,8 @@ def handle(daemon: Daemon, text: str) -> Message | None:
             case ObsEvent(event=event, twin_on_air=on_air):
                 live.obs_event(event, twin_on_air=on_air)
             case ChatTarget(platform=platform, channel=channel):
+                if daemon.chat is not None:  # no channel yet (being typed): none for now
+                    daemon.chat.set_target(platform if channel else "none", channel)
                 live.set_chat_target(platform, channel)
             case Command(command="skip_line"):
                 live.skip_line()
