@@ -325,6 +325,7 @@ def test_glass_to_glass_latency(stack: tuple[Daemon, ObsInstance, Meters]) -> No
     figures = []
     for text in LATENCY_LINES:
         daemon.wait_quiet()
+        time.sleep(1.0)  # OBS plays the stream ~0.5 s behind the daemon: let it fall silent
         t_idle = time.time()
         time.sleep(1.0)
         idle = max((v for _, v in meters.since(t_idle)), default=0.0)

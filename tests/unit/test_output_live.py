@@ -18,7 +18,7 @@ from PIL import Image
 from livetwin.config import OutputConfig
 from livetwin.output import sinks as sinks_mod
 from livetwin.output.encoder import EncodedTick, EncoderSettings, StreamTemplates
-from livetwin.output.live import LiveOutput
+from livetwin.output.live import LEAD_TICKS, LiveOutput
 from livetwin.output.sinks import (
     FileSink,
     MuxSink,
@@ -111,10 +111,15 @@ def test_late_ticks_are_caught_up_without_gaps_in_pts() -> None:
     out = LiveOutput(src, [rec], clock)
     run_until(out, 80)
     st = out.stats()
-    assert st.late_ticks >= 4  # the 200 ms hiccup: ticks 10..13 were handed off late
+    # the 200 ms hiccup outlasts the lead (3 ticks = 120 ms): some ticks go out late
+    assert st.late_ticks >= 1
     assert st.resyncs == 1  # 3 s is too long to race through: the clock re-anchors
     assert st.max_gap_ms == pytest.approx(3000, abs=1)
-    assert st.long_gaps == ((10, 200.0), (40, 3000.0))
+    # each stall shows once, at the hand-off the stalled producer held up (the source is
+    # pulled up to LEAD_TICKS ahead of the clock)
+    (i200, g200), (i3000, g3000) = st.long_gaps
+    assert (g200, g3000) == (200.0, 3000.0)
+    assert 10 - LEAD_TICKS <= i200 <= 10 and 40 - LEAD_TICKS <= i3000 <= 40
     video = [p.pts for t in rec.ticks for p in t.packets if p.kind == "video"]
     assert video == list(range(len(video)))  # no tick skipped, no PTS jump
     assert st.av_offset_s == pytest.approx(0.0, abs=1 / 25)

@@ -9,8 +9,10 @@ index, audio PTS = samples so far), so the media timeline never drifts from the 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ from livetwin.runtime.clock import MediaClock, RealClock
 log = logging.getLogger(__name__)
 
 MAX_CATCHUP_S = 1.0  # later than this, re-anchor the clock instead of racing to catch up
+LEAD_TICKS = 3  # ticks pulled and encoded ahead of the clock (absorbs I-frames, GC, bursts)
 TICK_NICE = -10  # the tick thread's niceness where allowed (root / CAP_SYS_NICE)
 
 
@@ -76,7 +79,7 @@ class LiveOutput:
     def __init__(self, source: TickSource, sinks: Sequence[Sink],
                  clock: MediaClock | None = None, *,
                  encoder: EncoderSettings | None = None,
-                 max_catchup_s: float = MAX_CATCHUP_S) -> None:
+                 max_catchup_s: float = MAX_CATCHUP_S, lead_ticks: int = LEAD_TICKS) -> None:
         self.source = source
         self.sinks = list(sinks)
         self.clock = clock if clock is not None else RealClock(source.fps)
@@ -84,6 +87,17 @@ class LiveOutput:
             raise ValueError(f"clock runs at {self.clock.fps} fps, source at {source.fps}")
         self.settings = encoder or EncoderSettings()
         self.max_catchup_s = max_catchup_s
+        if lead_ticks < 1:
+            raise ValueError("lead_ticks must be at least 1")
+        self.lead_ticks = lead_ticks
+        # what the source may report as "sounding now" for a tick it makes: it is pulled
+        # about lead_ticks periods before its media time
+        if hasattr(source, "lead_s"):
+            source.lead_s = lead_ticks / source.fps
+        self._ahead: queue.Queue[tuple[EncodedTick, int] | None] = queue.Queue(lead_ticks)
+        self._producer: threading.Thread | None = None
+        self._producer_error: BaseException | None = None
+        self._tail: list[tuple[EncodedTick, int]] = []  # encoded after the stop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._encoder: Encoder | None = None
@@ -123,6 +137,8 @@ class LiveOutput:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._producer is not None:
+            self._producer.join(timeout)
         for sink in self.sinks:
             sink.stop(timeout)
         if self._encoder is not None:
@@ -143,11 +159,18 @@ class LiveOutput:
 
     # -- the tick thread --------------------------------------------------------------
     def _run(self) -> None:
-        # Tick i is pulled and encoded one period ahead and handed off when it is due:
-        # a source or encoder that jitters within a period does not jitter the output.
+        # A producer thread pulls and encodes ticks up to lead_ticks ahead of the clock;
+        # this thread hands each one off when it is due. A source, an encoder (an I-frame)
+        # or the garbage collector that takes longer than a period once is absorbed by
+        # the lead instead of delaying the output.
         clock, period = self.clock, 1.0 / self.source.fps
         raise_priority()
-        ready = self._produce(0)
+        self._producer = threading.Thread(target=self._produce_ahead, name="live-encode",
+                                          daemon=True)
+        self._producer.start()
+        ready = self._next_ahead()
+        if ready is None:  # stopped, or the producer failed, before the first tick
+            return
         clock.start()
         last: float | None = None
         index = 0
@@ -162,7 +185,7 @@ class LiveOutput:
                 log.warning("output was %.1f s late at tick %d; re-anchoring the clock",
                             late, index)
                 clock.rebase(index)
-            self._hand_off(ready)
+            self._hand_off(ready[0])
             now = clock.now()
             if last is not None:
                 self._max_gap = max(self._max_gap, now - last)
@@ -171,16 +194,63 @@ class LiveOutput:
                     self._long_gaps.append((index, round((now - last) * 1000, 1)))
             last = now
             self._frames += 1
-            self._samples += self._pending_samples
+            self._samples += ready[1]
             index += 1
-            ready = self._produce(index)
-        # the tick encoded ahead is part of the stream: hand it off before the flush
-        self._hand_off(ready)
-        self._frames += 1
-        self._samples += self._pending_samples
+            ready = self._next_ahead()
+            if ready is None:
+                break
+        # the ticks encoded ahead are part of the stream: hand them off before the flush
+        if self._producer is not None:
+            self._producer.join(5.0)
+        pending = [ready] if ready is not None else []
+        while True:
+            try:
+                item = self._ahead.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                pending.append(item)
+        pending += self._tail
+        for tick, samples in pending:
+            self._hand_off(tick)
+            self._frames += 1
+            self._samples += samples
         assert self._encoder is not None
-        self._hand_off(EncodedTick(index + 1, self._last_frame,
+        last_index = pending[-1][0].index if pending else index - 1
+        self._hand_off(EncodedTick(last_index + 1, self._last_frame,
                                    tuple(self._encoder.flush())))
+
+    def _next_ahead(self) -> tuple[EncodedTick, int] | None:
+        """The next encoded tick (waiting for the producer if it fell behind)."""
+        while True:
+            try:
+                return self._ahead.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set() or (self._producer is not None
+                                           and not self._producer.is_alive()):
+                    return None
+
+    def _produce_ahead(self) -> None:
+        """The producer thread: ticks 0, 1, 2 ... into the bounded queue, in order."""
+        raise_priority()
+        index = 0
+        try:
+            while not self._stop.is_set():
+                item = (self._produce(index), self._pending_samples)
+                index += 1
+                while True:
+                    try:
+                        self._ahead.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        if self._stop.is_set():  # encoded, so part of the stream
+                            self._tail.append(item)
+                            return
+        except BaseException as exc:  # an encoder failure ends the output, visibly
+            self._producer_error = exc
+            log.exception("the live encoder failed at tick %d", index)
+            with contextlib.suppress(queue.Full):
+                self._ahead.put_nowait(None)
 
     def _produce(self, index: int) -> EncodedTick:
         """Pull tick `index` from the source and encode it."""

@@ -176,6 +176,8 @@ def live_figures(seconds: float = 60.0) -> dict[str, Any]:
                     "cache_mb": 0, "http": {"base_url": tts_url}},
             "output": {"obs_url": f"udp://127.0.0.1:{udp}?pkt_size=1316", "preview_fps": 2},
         }
+        if os.environ.get("LIVETWIN_BENCH_GESTURES") == "0":
+            cfg["gestures"] = {"enabled": False}
         (home / "livetwin.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
         env = {**os.environ, "LIVETWIN_HOME": str(home), "LIVETWIN_TOKEN": TOKEN}
         receiver = _Receiver(udp)

@@ -162,6 +162,9 @@ class LiveTwin:
         self._model = model
         self._wall = wall
         self._gesture_density = gesture_density  # None: no gestures
+        # how long before its media time a tick is pulled (set by the output): a line's
+        # `at` is when it starts sounding, not when its first tick was made
+        self.lead_s = 0.0
         self._closed = np.asarray(mouth_range.closed, np.float32)
         self._ids = itertools.count(1)
         self._seq = itertools.count()
@@ -423,7 +426,7 @@ class LiveTwin:
                 continue
             del self._ready[i]
             self._playing = _Playing(line, 0, None, index)
-            self._events.put(LineStarted(line.utterance, self._wall(), index))
+            self._events.put(LineStarted(line.utterance, self._wall() + self.lead_s, index))
             return self._playing
         return None
 
