@@ -46,16 +46,23 @@ class Transcript:
         transcript (not spoken yet, or long gone) gives the entries with a higher id."""
         with self._lock:
             entries = list(self._entries)
-        if line_id is None:
-            return entries
-        for i, e in enumerate(entries):
-            if e.id == line_id:
-                return entries[i + 1:]
-        try:
-            after = int(line_id)
-        except ValueError:
-            return entries
-        return [e for e in entries if e.id.isdigit() and int(e.id) > after]
+        return entries_after(entries, line_id)
+
+
+def entries_after(entries: list[TranscriptEntry], line_id: str | None
+                  ) -> list[TranscriptEntry]:
+    """The entries after line `line_id` (all when None); an id not among them gives the
+    entries with a higher numeric id."""
+    if line_id is None:
+        return entries
+    for i, e in enumerate(entries):
+        if e.id == line_id:
+            return entries[i + 1:]
+    try:
+        after = int(line_id)
+    except ValueError:
+        return entries
+    return [e for e in entries if e.id.isdigit() and int(e.id) > after]
 
 
 class ChatLog:

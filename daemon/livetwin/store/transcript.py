@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 
-from livetwin.runtime.transcript import Transcript, TranscriptEntry
+from livetwin.runtime.transcript import Transcript, TranscriptEntry, entries_after
 from livetwin.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -38,18 +38,8 @@ class StoredTranscript(Transcript):
         # (a client polling every second); the table answers for older lines
         memory = super().since()
         whole = 0 < self._added <= len(memory)
-        if whole or (line_id and any(e.id == line_id for e in memory)):
-            return super().since(line_id)
-        entries = [TranscriptEntry(r.line_id, r.at, r.text, r.source, r.product_id,
-                                   r.reply_to)
-                   for _, r in self.store.transcript(self.session)]
-        if line_id is None:
-            return entries
-        for i, e in enumerate(entries):
-            if e.id == line_id:
-                return entries[i + 1:]
-        try:
-            after = int(line_id)
-        except ValueError:
-            return entries
-        return [e for e in entries if e.id.isdigit() and int(e.id) > after]
+        if not (whole or (line_id and any(e.id == line_id for e in memory))):
+            memory = [TranscriptEntry(r.line_id, r.at, r.text, r.source, r.product_id,
+                                      r.reply_to)
+                      for _, r in self.store.transcript(self.session)]
+        return entries_after(memory, line_id)
