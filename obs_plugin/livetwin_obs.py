@@ -1104,10 +1104,14 @@ class LiveTwinScript:
             if kind is None:
                 log("no text source type available; captions are off")
                 return
+            wrap = int(width * 0.9)  # long lines wrap inside the canvas
             values: dict[str, Any] = {
                 "text": "", "font": {"face": "Sans", "size": int(size), "style": "",
                                      "flags": 0},
                 "outline": True, "drop_shadow": True,
+                "custom_width": wrap, "word_wrap": True,  # FreeType 2 text source
+                "extents": True, "extents_cx": wrap, "extents_cy": int(size) * 4,
+                "extents_wrap": True,  # GDI+ text source (Windows)
             }
             data = _data_from_dict(values)
             source = obs.obs_source_create(kind, name, data, None)

@@ -57,14 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="replace an existing bundle")
     c.set_defaults(func=cmd_clone)
 
-    d = sub.add_parser("doctor", help="check the environment, or verify an avatar bundle")
+    d = sub.add_parser("doctor", help="check the environment, or verify an avatar bundle",
+                       description="Check Python, packages, codecs, the voice, the label "
+                       "font, the disk, the livetwin home, the daemon's API port and OBS's "
+                       "port, and say "
+                       "what to do for each problem. Exit code: 0 = nothing failed, 1 = a "
+                       "check failed, 2 = the avatar bundle given is damaged.")
     d.add_argument("avatar", nargs="?", help="avatar bundle to verify")
+    d.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                   help="livetwin.yaml (ports to check)")
+    d.add_argument("--json", action="store_true", help="print the checks as JSON")
     d.set_defaults(func=cmd_doctor)
 
     b = sub.add_parser("bench", help="measure the performance figures")
     b.add_argument("--json", action="store_true", help="print JSON only")
     b.add_argument("--only", action="append", choices=["clone", "render", "speech", "lipsync",
-                                                           "redub", "live", "gestures"],
+                                                           "redub", "live", "gestures",
+                                                           "faults"],
                    help="run only these benchmarks")
     b.add_argument("--video", action="append", type=Path,
                    help="use these videos instead of the shared test clips")
@@ -111,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "127.0.0.1)")
     v.add_argument("--port", type=int, help="port of the API (default: config server.port, "
                    "8765; 0: any free port)")
+    v.add_argument("--supervise", action="store_true",
+                   help="run the daemon as a child process and restart it when it crashes "
+                   "(docs/reliability.md)")
+    v.add_argument("--no-standby", dest="standby_spare", action="store_false",
+                   help="with --supervise: restart cold instead of keeping a loaded spare "
+                   "daemon that takes over in about a second (saves ~600 MB of memory)")
+    v.add_argument("--standby", action="store_true", help=argparse.SUPPRESS)  # the spare
     v.set_defaults(func=cmd_serve)
 
     m = sub.add_parser("demo", help="run the whole show on embedded defaults: the demo "
@@ -122,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", type=Path, default=Path("demo.mp4"),
                    help="where the recording goes (default: demo.mp4)")
     m.add_argument("--port", type=int, help="API/dashboard port (default: config, 8765)")
+    m.add_argument("--chat-rate", type=float, metavar="N", help="a busy audience: N chat "
+                   "events a second (default: a quiet shop, one every few seconds)")
     m.set_defaults(func=cmd_demo)
 
     from livetwin import cli_gestures, cli_show
@@ -230,14 +248,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         err.print("the bundle is damaged or was modified; clone it again from the source "
                   "video.")
         return 2
-    from livetwin.doctor import environment_checks
+    from livetwin.config import load_config
+    from livetwin.doctor import as_json, environment_checks
 
-    failed = 0
-    for name, ok, detail in environment_checks():
-        failed += not ok
-        mark = "[green]ok[/]  " if ok else "[red]FAIL[/]"
-        out.print(f"{mark} {name}: {detail}", highlight=False)
-    return 1 if failed else 0
+    with _native_logs_hidden(args.debug):
+        checks = environment_checks(load_config(args.config))
+    if args.json:
+        print(as_json(checks))
+    else:
+        marks = {"ok": "[green]ok[/]  ", "info": "[cyan]info[/]", "fail": "[red]FAIL[/]"}
+        for c in checks:
+            out.print(f"{marks[c.status]} {c.name}: {c.detail}", highlight=False,
+                      soft_wrap=True)
+            if c.fix:
+                out.print(f"       -> {c.fix}", highlight=False, soft_wrap=True)
+        failed = [c.name for c in checks if not c.ok]
+        out.print(f"{len(failed)} problem(s): {', '.join(failed)}" if failed else
+                  "no problems found", highlight=False)
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -322,10 +350,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: give a port from 1 to 65535 (0: any free one).")
     cfg = load_config(args.config)
+    if args.supervise:  # the config is checked above: a bad one exits 2 once, here
+        from livetwin.runtime.supervise import STANDBY_AFTER_S, Supervisor, child_command
+
+        after = os.environ.get("LIVETWIN_STANDBY_AFTER_S", str(STANDBY_AFTER_S))
+        try:
+            after_s = float(after)
+        except ValueError:
+            raise InputError(f"LIVETWIN_STANDBY_AFTER_S={after!r}: give seconds, e.g. "
+                             f"{STANDBY_AFTER_S:g}.") from None
+        serve_args = _serve_args(args)
+        spare = child_command([*serve_args, "--standby"]) if args.standby_spare else None
+        return Supervisor(child_command(serve_args), standby_command=spare,
+                          standby_after_s=after_s).run()
     opts = ServeOptions(avatar=args.avatar, catalog=args.catalog, host=args.host,
                         port=args.port)
     rc = run(cfg, opts, announce=lambda text: out.print(text, highlight=False, soft_wrap=True),
-             quiet=lambda: _native_logs_hidden(args.debug))
+             quiet=lambda: _native_logs_hidden(args.debug),
+             standby=_wait_to_take_over if args.standby else None)
     err.print("livetwin serve: stopped.")
     # Everything is stopped, flushed and closed here; the interpreter's own teardown of
     # torch, mediapipe and onnxruntime would add 1-2 s to a SIGTERM, so skip it.
@@ -334,10 +376,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os._exit(rc)
 
 
+def _wait_to_take_over() -> None:
+    """The spare daemon's wait: the supervisor writes "go" on its stdin when the running
+    daemon died; end of input means it is not needed (exit quietly)."""
+    err.print("livetwin serve: loaded and standing by (takes over when the running daemon "
+              "stops).", highlight=False)
+    if sys.stdin.readline().strip() != "go":
+        sys.stdout.flush()
+        os._exit(0)
+    err.print("livetwin serve: taking over.", highlight=False)
+
+
+def _serve_args(args: argparse.Namespace) -> list[str]:
+    """The `livetwin serve` arguments of `args`, without --supervise (for the child)."""
+    out = ["--debug"] if args.debug else []
+    out += ["serve", "--avatar", args.avatar]
+    if args.config is not None:
+        out += ["--config", str(args.config)]
+    for flag, value in (("--catalog", args.catalog), ("--host", args.host),
+                        ("--port", args.port)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The demo show (runtime/demo.py) until --minutes or Ctrl-C."""
     from livetwin.config import load_config
-    from livetwin.runtime.demo import run_demo
+    from livetwin.runtime.demo import MAX_CHAT_RATE, run_demo
 
     if args.minutes is not None and not 0 < args.minutes <= 24 * 60:
         raise InputError(f"--minutes {args.minutes:g}: give a duration from 0 to 1440.")
@@ -346,9 +412,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".mp4":
         raise InputError(f"--out {args.out}: the recording is an MP4; give a name ending "
                          "in .mp4.")
+    if args.chat_rate is not None and not 0 < args.chat_rate <= MAX_CHAT_RATE:
+        raise InputError(f"--chat-rate {args.chat_rate:g}: give a rate from 0 to "
+                         f"{MAX_CHAT_RATE:g} chat events a second.")
     cfg = load_config(args.config)
     rc = run_demo(cfg, minutes=args.minutes, avatar=args.avatar, out=args.out,
-                  port=args.port,
+                  port=args.port, chat_rate=args.chat_rate,
                   announce=lambda text: out.print(text, highlight=False, soft_wrap=True),
                   quiet=lambda: _native_logs_hidden(args.debug))
     err.print("livetwin demo: stopped.")

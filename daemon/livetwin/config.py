@@ -49,8 +49,9 @@ class HttpTTSConfig(_Section):
     """An OpenAI-compatible /v1/audio/speech server."""
 
     base_url: str = Field("http://127.0.0.1:8000", description="Server address.")
-    model: str = "tts-1"
-    voice: str = "alloy"
+    model: str = Field("tts-1", description="Model name the server knows.")
+    voice: str = Field("alloy", description="Voice name the server knows (your cloned "
+                       "voice's id on a voice-cloning server).")
     api_key: str = Field("", description="Bearer token, if the server needs one.")
 
 
@@ -59,7 +60,8 @@ class GPTSoVITSConfig(_Section):
 
     base_url: str = Field("http://127.0.0.1:9880", description="Server address.")
     prompt_text: str = Field("", description="What is said in the voice reference clip.")
-    prompt_lang: str = "en"
+    prompt_lang: str = Field("en", description="Language of the voice reference clip "
+                             "(GPT-SoVITS code: en, zh, ja ...).")
 
 
 class TTSConfig(_Section):
@@ -201,7 +203,8 @@ class LLMConfig(_Section):
     model: str = Field("qwen2.5:7b-instruct", description="Model name the server knows.")
     api_key: str = Field("", description="Bearer token, if the server needs one.")
     timeout_s: float = Field(30.0, gt=0, le=600, description="Longest wait for one answer.")
-    temperature: float = Field(0.7, ge=0, le=2)
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature: "
+                               "lower keeps drafts closer to the catalog wording.")
 
 
 class TwitchChatConfig(_Section):
@@ -230,7 +233,8 @@ class ChatConfig(_Section):
                              "below it a question goes to the operator queue.")
     user_interval_s: float = Field(4.0, gt=0, description="One message per user per this "
                                    "many seconds, after a burst of user_burst.")
-    user_burst: int = Field(3, ge=1, le=100)
+    user_burst: int = Field(3, ge=1, le=100, description="Messages one viewer may send "
+                            "at once before the per-user rate applies.")
     dedupe_window_s: float = Field(20.0, ge=0, description="Identical messages within this "
                                    "window are collapsed into the first.")
     max_age_s: float = Field(45.0, gt=0, description="A reply not started by then is "

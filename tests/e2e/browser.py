@@ -65,11 +65,20 @@ class Served:
         cfg, cat = home / "livetwin.yaml", home / "catalog.yaml"
         cfg.write_text(yaml.safe_dump(config), encoding="utf-8")
         cat.write_text(yaml.safe_dump(catalog), encoding="utf-8")
-        env = dict(os.environ, LIVETWIN_HOME=str(home / "home"), LIVETWIN_TOKEN=token)
+        self.home, self.token = home, token
+        self.command = [str(LIVETWIN), "serve", "--config", str(cfg), "--avatar", "demo",
+                        "--catalog", str(cat)]
+        self.url = ""
+        self._start("0")
+        self.http = httpx.Client(base_url=self.url, timeout=10,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    def _start(self, port: str) -> None:
+        env = dict(os.environ, LIVETWIN_HOME=str(self.home / "home"),
+                   LIVETWIN_TOKEN=self.token)
         self.proc = subprocess.Popen(
-            [str(LIVETWIN), "serve", "--config", str(cfg), "--avatar", "demo", "--catalog",
-             str(cat), "--port", "0"],
-            cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [*self.command, "--port", port], cwd=self.home, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output: list[str] = []
         self.url = ""
         ready = threading.Event()
@@ -88,8 +97,13 @@ class Served:
         if not ready.wait(240) or not self.url:
             self.stop()
             raise RuntimeError("livetwin serve did not start:\n" + "".join(self.output))
-        self.http = httpx.Client(base_url=self.url, timeout=10,
-                                 headers={"Authorization": f"Bearer {token}"})
+
+    def start_again(self) -> None:
+        """After stop(): start the daemon again on the same port with the same home (its
+        store keeps the catalog and scripts; what it held in memory is gone)."""
+        url = self.url
+        self._start(url.rsplit(":", 1)[1])
+        assert self.url == url, (self.url, url)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

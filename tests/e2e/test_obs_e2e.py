@@ -308,6 +308,13 @@ def test_speech_reaches_obs_meters_and_captions(
             "text") != LINE:
         assert time.monotonic() < deadline, "the captions never showed the line"
         time.sleep(0.1)
+    # the line is wider than the canvas in one row: the script's text source wraps it
+    item = next(i for i in obs.request("GetSceneItemList", {"sceneName": "Scene"})[
+        "sceneItems"] if i["sourceName"] == CAPTIONS)
+    box = obs.request("GetSceneItemTransform", {"sceneName": "Scene", "sceneItemId":
+                                                item["sceneItemId"]})["sceneItemTransform"]
+    canvas_w = obs.request("GetVideoSettings")["baseWidth"]
+    assert 0 < box["positionX"] + box["width"] <= canvas_w, (box, canvas_w)
     end = daemon.wait_event(lambda m: m["type"] == "line_end" and str(m["id"]) == line_id, 30)
     assert end["skipped"] is False
     deadline = time.monotonic() + 5

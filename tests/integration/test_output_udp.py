@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -25,12 +27,14 @@ from tests.fakes_output import (
 FPS = 25
 
 
-def test_udp_stream_reads_back_in_sync() -> None:
+@pytest.mark.parametrize("isolate", [False, True], ids=["thread", "child-process"])
+def test_udp_stream_reads_back_in_sync(isolate: bool) -> None:
     port = free_udp_port()
     reader = spawn_reader(f"udp://127.0.0.1:{port}", 6.0, "mpegts")
     time.sleep(1.0)  # the reader listens before we send (OBS does the same)
     src = MarkerSource(size=(320, 240), fps=FPS, marker_every=FPS)
-    out = LiveOutput(src, [UdpTsSink(f"udp://127.0.0.1:{port}?pkt_size=1316")])
+    out = LiveOutput(src, [UdpTsSink(f"udp://127.0.0.1:{port}?pkt_size=1316")],
+                     isolate=isolate)
     out.start()
     time.sleep(6.0)
     out.stop()
@@ -48,6 +52,41 @@ def test_udp_stream_reads_back_in_sync() -> None:
     assert max(abs(o) for o in offs) < 1 / FPS, offs  # A/V within one frame
     st = out.stats()
     assert st.sinks[0].state == "stopped" and st.sinks[0].failures == 0
+    assert st.frames >= len(d.video_times) > 0  # counted where the hand-off happens
+    assert abs(st.av_offset_s) < 1 / FPS
+
+
+def test_isolated_output_survives_its_process_being_killed(tmp_path: Path) -> None:
+    """The child that holds the clock and the sinks is killed: another one starts, the
+    stream goes on (from the next keyframe) and the recording is kept in two files."""
+    port = free_udp_port()
+    src = MarkerSource(size=(320, 240), fps=FPS)
+    out = LiveOutput(src, [UdpTsSink(f"udp://127.0.0.1:{port}?pkt_size=1316"),
+                           FileSink(tmp_path / "rec")], isolate=True)
+    out.start()
+    try:
+        time.sleep(3.0)
+        first = out.child_pid
+        assert first is not None and out.stats().frames > FPS
+        os.kill(first, signal.SIGKILL)
+        killed_at = time.monotonic()
+        before = out.stats().frames
+        while out.stats().frames <= before + FPS and time.monotonic() - killed_at < 30:
+            time.sleep(0.1)
+        back_s = time.monotonic() - killed_at
+        reader = spawn_reader(f"udp://127.0.0.1:{port}", 2.0, "mpegts")
+        time.sleep(3.0)
+    finally:
+        out.stop()
+    st = out.stats()
+    assert out.child_pid not in (None, first) and st.output_restarts == 1
+    assert st.frames > before + FPS, f"no frames {back_s:.1f} s after the kill"
+    d = decoded_from(reader.communicate(timeout=30)[0])
+    assert d.error is None and len(d.video_times) >= FPS  # the new child streams
+    files = sorted((tmp_path / "rec").glob("*.mp4"))
+    assert len(files) == 2  # the killed child's fragmented MP4 stays readable
+    for f in files:
+        assert read_stream(str(f), 5).video_times, f
 
 
 def test_late_joiner_decodes_from_the_next_keyframe() -> None:

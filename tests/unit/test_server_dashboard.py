@@ -1,6 +1,8 @@
 """The dashboard's server side (server/dashboard.py) on a LiveTwin of fakes: the page and
 its static files need no token but hold no data, everything else still needs it; the
-preview route; the browser's WebSocket token in `Sec-WebSocket-Protocol`."""
+preview route; the browser's WebSocket token in `Sec-WebSocket-Protocol`; a gesture
+played now (it changes the frames; an unknown name is 422); the AI label reworded (the
+frames show the new text; empty, long or AI-less texts are 422 and change nothing)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import httpx
+import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -73,7 +76,8 @@ def test_dashboard_info(daemon: Daemon) -> None:
     with serve(daemon) as s, httpx.Client(base_url=s.url, timeout=10) as c:
         info = c.get("/api/dashboard", headers=AUTH).json()
     assert info["avatar"] == "fake"
-    assert info["label"] == {"on": True, "text": daemon.live.canvas.label, "editable": False}
+    assert info["label"] == {"on": True, "text": daemon.live.canvas.label, "editable": True,
+                             "max": 40}
     assert info["consent"] is None  # the fake avatar has no bundle: shown as unknown
     assert info["connectors"] == [] and info["chat_pipeline"] is False
 
@@ -120,3 +124,60 @@ def test_the_page_script_builds_no_html_from_strings() -> None:
                  "new Function"):
         assert not [ln for ln in lines if sink in ln], sink
     assert "textContent" in code
+
+
+def test_show_outlook_without_a_show(daemon: Daemon) -> None:
+    with serve(daemon) as s, httpx.Client(base_url=s.url, timeout=10, headers=AUTH) as c:
+        assert c.get("/api/show").json() == {"running": False}
+
+
+def test_a_gesture_plays_now_and_an_unknown_one_is_refused(daemon: Daemon) -> None:
+    live = daemon.live
+    with serve(daemon) as s, httpx.Client(base_url=s.url, timeout=10, headers=AUTH) as c:
+        listed = c.get("/api/gestures").json()
+        ids = [g["id"] for g in listed]
+        assert ids == live.gesture_names() and {"nod", "cue_cart_arrow"} <= set(ids)
+        assert all(g["name"] and g["description"] for g in listed)
+        r = c.post("/api/gesture", json={"name": "moonwalk"})
+        assert r.status_code == 422
+        assert r.json()["detail"] == ("no gesture 'moonwalk' for this avatar; choose one of "
+                                      "GET /api/gestures.")
+        assert c.post("/api/gesture", json={"name": ""}).status_code == 422
+        assert c.post("/api/gesture", json={"name": "nod", "x": 1}).status_code == 422
+        still = live.tick(0)[0]
+        r = c.post("/api/gesture", json={"name": "cue_cart_arrow"})  # an on-screen arrow
+        assert r.status_code == 202 and r.json()["name"] == "cue_cart_arrow"
+        frames = round(r.json()["duration_s"] * live.fps) + 10
+        changed = [bool((live.tick(i)[0] != still).any()) for i in range(1, frames)]
+        assert live.stats()["gesture"] is None  # over, by itself
+    # the arrow shows for a while after the lead, then the picture is as before
+    assert any(changed) and not changed[0] and not changed[-1], changed
+
+
+def label_pixels(daemon: Daemon, index: int) -> np.ndarray:
+    frame = daemon.live.tick(index)[0]
+    box = daemon.live.canvas.label_box
+    assert box is not None
+    return np.asarray(frame[box[1]:box[3], box[0]:box[2]])
+
+
+def test_the_ai_label_is_reworded_never_removed(daemon: Daemon) -> None:
+    old = daemon.live.canvas.label
+    before = label_pixels(daemon, 0)
+    with serve(daemon) as s, httpx.Client(base_url=s.url, timeout=10, headers=AUTH) as c:
+        for text, why in (("", "cannot be empty"), ("   ", "cannot be empty"),
+                          ("A" * 41, "keep it to 40"), ("Hosted by Mia", "must still say"),
+                          ("AIRPORT deals", "must still say")):
+            r = c.post("/api/label", json={"text": text})
+            assert r.status_code == 422 and why in r.json()["detail"], (text, r.text)
+        assert c.post("/api/label", json={}).status_code == 422
+        assert daemon.live.label == old
+        assert np.array_equal(label_pixels(daemon, 1), before)
+        r = c.post("/api/label", json={"text": "  KI-generierter   Host "})
+        assert r.status_code == 200
+        assert r.json() == {"on": True, "text": "KI-generierter Host", "editable": True,
+                            "max": 40}
+        assert c.get("/api/dashboard").json()["label"]["text"] == "KI-generierter Host"
+    after = label_pixels(daemon, 2)  # drawn from the next frame on
+    assert daemon.live.canvas.label == "KI-generierter Host"
+    assert after.shape != before.shape or not np.array_equal(after, before)

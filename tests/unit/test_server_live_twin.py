@@ -326,3 +326,18 @@ def test_skip_does_not_wait_for_a_hanging_voice() -> None:
             assert time.monotonic() - t0 < 2.0
     finally:
         live.close()
+
+
+def test_steady_chat_answers_let_a_show_line_through(live: LiveTwin) -> None:
+    """Answers go before the pitch, but after two in a row a waiting show line starts
+    (a busy chat must not crowd the selling out)."""
+    events = Events(live)
+    answers = [live.say(f"Answer {i}.", UtteranceSource.ANSWER, reply_to=f"c{i}")
+               for i in range(5)]
+    script = live.say("A script line.", UtteranceSource.SCRIPT)
+    wait_ready(live, 6)
+    for i in range(400):
+        live.tick(i)
+    events.wait(lambda e: isinstance(e, LineEnded) and e.id == answers[-1])
+    order = [e.utterance.id for e in started(events)]
+    assert order == [answers[0], answers[1], script, *answers[2:]]

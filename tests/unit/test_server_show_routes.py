@@ -2,7 +2,9 @@
 over a real SQLite store, with a show director on a LiveTwin of fakes: add and edit one
 product (checked like a catalog file, the wrong field named), import a catalog (one
 transaction), generate a draft (templates; an OpenAI-compatible LLM and its fallback),
-edit a script into a new draft (the claims checker names the bad line)."""
+edit a script into a new draft (the claims checker names the bad line); the show's tier
+and next lines (GET /api/show); an operator's answer saved into a product's FAQ (the chat
+pipeline answers the same question by itself afterwards)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
+from livetwin.chat.pipeline import ChatPipeline
 from livetwin.config import Config
 from livetwin.server.app import Daemon
 from livetwin.server.auth import Token
@@ -342,3 +346,87 @@ def test_edit_input_errors(client: tuple[httpx.Client, Daemon]) -> None:
     assert r.status_code == 422 and r.json()["line"] is None and "no lines" in r.json()["detail"]
     assert c.put("/api/scripts/999", json={"lines": []}).status_code == 404
     assert c.put(f"/api/scripts/{v1['id']}", json={"lines": [{"text": "x"}]}).status_code == 422
+
+
+# ---------------------------------------------------------------- the dashboard's show view
+
+
+def test_the_show_outlook_lists_the_lines_the_director_says_next(
+        client: tuple[httpx.Client, Daemon], store: Store) -> None:
+    c, daemon = client
+    assert daemon.show is not None
+    r = c.get("/api/show").json()
+    assert (r["running"], r["tier"], r["min_viewers"], r["viewers"], r["next"]) == (
+        True, "empty", 0, 0, [])
+    assert c.post("/api/viewers", json={"count": 25}).status_code == 202
+    r = c.get("/api/show").json()
+    assert (r["tier"], r["viewers"], r["spike"]) == ("growing", 25, False)
+    record = generate_draft(store, "mug", load_templates("en"))
+    assert c.post(f"/api/scripts/{record.id}/approve").status_code == 200
+    director, now = daemon.show.director, 1_000.0
+    first = director.next_line(now)  # the pitch is planned; its first line issued
+    assert first is not None and first.utterance.product_id == "mug"
+    listed = c.get("/api/show").json()
+    assert listed["product_id"] == "mug"
+    # first the line handed to the twin and not sounding yet, then the rest of the pitch
+    assert listed["next"][0] == {"text": first.utterance.text, "kind": "issued"}
+    assert len(listed["next"]) > 1
+    said, previous = [], first.utterance.id
+    for _ in listed["next"][1:]:  # the lines listed are the ones said next, in order
+        director.on_line_ended(now, previous)
+        now += 60.0  # past the tier's pause between lines
+        cue = director.next_line(now)
+        assert cue is not None
+        said.append({"text": cue.utterance.text, "kind": cue.kind})
+        previous = cue.utterance.id
+    assert said == listed["next"][1:]
+
+
+# ---------------------------------------------------------------- FAQ from the chat queue
+
+FAQ_Q = "Can I engrave a name on the mug?"
+FAQ_A = "Yes: engraving is free, just add the name to your order note."
+
+
+def with_chat(daemon: Daemon) -> ChatPipeline:
+    """A real chat pipeline (answer database) on the daemon, as serve wires it."""
+    pipeline = ChatPipeline(daemon.products, daemon.live.say)
+    daemon.chat = SimpleNamespace(pipeline=pipeline, connectors=[])  # type: ignore[assignment]
+    return pipeline
+
+
+def test_an_operator_answer_saved_to_the_faq_is_answered_next_time(
+        client: tuple[httpx.Client, Daemon], store: Store) -> None:
+    c, daemon = client
+    pipeline = with_chat(daemon)
+    assert pipeline.answers.answer(FAQ_Q) is None
+    pipeline.unanswered.append({"chat_id": "c7", "user": "lena", "text": FAQ_Q})
+    r = c.post("/api/products/mug/faq", json={"q": [FAQ_Q], "a": FAQ_A, "chat_id": "c7"})
+    assert r.status_code == 201, r.text
+    entry = {"q": ["can i engrave a name on the"], "a": FAQ_A}  # as questions are compared
+    assert r.json()["faq"] == [entry]
+    assert store.product("mug").faq == ((tuple(entry["q"]), FAQ_A),)
+    assert list(pipeline.unanswered) == []
+    answer = pipeline.answers.answer(FAQ_Q)  # the running pipeline's database was rebuilt
+    assert answer is not None and answer.parts[0][:2] == ("mug", FAQ_A)
+    # the same question again replaces the answer rather than adding a second entry
+    r = c.post("/api/products/mug/faq", json={"q": ["Can I engrave a NAME on the mug??"],
+                                              "a": "Engraving is free."})
+    assert r.status_code == 201 and r.json()["faq"] == [{"q": entry["q"],
+                                                         "a": "Engraving is free."}]
+
+
+def test_a_bad_faq_answer_is_422_naming_the_field_and_stores_nothing(
+        client: tuple[httpx.Client, Daemon], store: Store) -> None:
+    c, daemon = client
+    with_chat(daemon)
+    r = c.post("/api/products/mug/faq", json={"q": [FAQ_Q], "a": "It costs {cost}."})
+    assert r.status_code == 422 and r.json()["field"] == "faq.a"
+    assert "unknown field(s) cost" in r.json()["detail"]
+    r = c.post("/api/products/mug/faq", json={"q": ["?!"], "a": FAQ_A})
+    assert r.status_code == 422 and r.json()["field"] == "faq.q"
+    assert c.post("/api/products/mug/faq", json={"q": [], "a": FAQ_A}).status_code == 422
+    assert c.post("/api/products/mug/faq", json={"q": [FAQ_Q], "a": ""}).status_code == 422
+    r = c.post("/api/products/nope/faq", json={"q": [FAQ_Q], "a": FAQ_A})
+    assert r.status_code == 404 and "nope" in r.json()["detail"]
+    assert store.product("mug").faq == ()

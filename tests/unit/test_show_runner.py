@@ -104,6 +104,24 @@ def test_one_director_line_at_a_time_and_ids_mapped_back() -> None:
     assert len({u.text for u in live.said}) == len(live.said)
 
 
+def test_waiting_chat_answers_do_not_hold_the_show_back() -> None:
+    """The twin lets a show line through after two answers, so the runner queues its
+    next line while answers wait; still one show line at a time."""
+    live, clock = FakeLive(), [0.0]
+    runner = make_runner(live, clock)
+    live.subscribe(runner.on_event)
+    for i in range(3):
+        live.say(f"Answer {i}.", UtteranceSource.ANSWER, reply_to=f"c{i}")
+    show = runner.step()
+    assert show is not None and live.backlog() == 4
+    assert runner.step() is None  # its line waits: nothing more
+    for _ in range(3):  # the answers sound first; the show line still waits
+        live.end(live.start_next())
+        assert runner.step() is None
+    u = live.start_next()
+    assert u.id == show and u.source in (UtteranceSource.SCRIPT, UtteranceSource.FILLER)
+
+
 def test_off_air_holds_and_a_full_queue_is_survived() -> None:
     live, clock = FakeLive(), [0.0]
     runner = make_runner(live, clock)

@@ -101,6 +101,61 @@ class ChatService:
             loop.run_forever()
         loop.close()
 
+    # -------------------------------------------------------------- health
+
+    def loop_alive(self) -> bool:
+        """Whether the connectors' loop thread runs (False before start)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def pipeline_alive(self) -> bool:
+        """Whether the pipeline's reply worker runs (True before start)."""
+        thread = getattr(self.pipeline, "_thread", None)  # chat/pipeline.py keeps it there
+        return thread is None or thread.is_alive()
+
+    def restart_pipeline(self) -> None:
+        """Start the reply worker again after it died; its queue is kept."""
+        if not self.pipeline_alive():
+            self.pipeline._thread = None  # start() starts a worker only when there is none
+            self.pipeline.start()
+
+    def task_state(self, index: int) -> tuple[str, str]:
+        """Connector `index`'s task: (running | starting | failed | ended, why), for
+        the watchdog. A connector's `run` only returns when its chat is over (YouTube's
+        ended broadcast); an exception out of it is a bug that killed it."""
+        if self._thread is not None and not self._thread.is_alive():
+            return "failed", "the chat loop thread ended"
+        if index >= len(self._tasks):
+            return "starting", ""
+        task = self._tasks[index]
+        if not task.done():
+            return "running", ""
+        if task.cancelled():
+            return "ended", "cancelled"
+        exc = task.exception()
+        if exc is not None:
+            return "failed", f"{type(exc).__name__}: {exc}"
+        return "ended", "its chat is over"
+
+    def restart(self, index: int) -> None:
+        """Run connector `index` again (a new task; the loop thread too if it died)."""
+        if self._thread is not None and not self._thread.is_alive():
+            assert self.emit is not None
+            self._ready.clear()
+            self._thread = threading.Thread(target=self._run, name="chat-connectors",
+                                            daemon=True)
+            self._thread.start()
+            self._ready.wait(5.0)
+            return
+        loop, emit = self._loop, self.emit
+        if loop is None or emit is None:
+            return
+        conn = self.connectors[index]
+
+        def again() -> None:
+            self._tasks[index] = loop.create_task(conn.run(emit))
+
+        loop.call_soon_threadsafe(again)
+
     def set_target(self, platform: str, channel: str) -> None:
         """Read `channel` of `platform` (twitch: the channel name; youtube: the live chat
         id) instead of the previous target; platform "none" stops it. Connectors from

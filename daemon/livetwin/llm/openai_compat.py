@@ -11,6 +11,8 @@ import httpx
 from livetwin.config import LLMConfig
 from livetwin.errors import BackendError, BackendTimeout
 
+PING_TIMEOUT_S = 3.0
+
 
 class OpenAICompatLLM:
     """Chat completions from an OpenAI-compatible server (module doc)."""
@@ -44,6 +46,19 @@ class OpenAICompatLLM:
         except (ValueError, KeyError, IndexError, TypeError):
             raise BackendError(f"the LLM at {self.cfg.base_url} sent a reply that is not a "
                                "chat completion.") from None
+
+    def ping(self, timeout_s: float = PING_TIMEOUT_S) -> str:
+        """Whether the server answers (`GET models`, no tokens spent): a short note, or
+        BackendError. For the watchdog; script drafts fall back to templates meanwhile."""
+        try:
+            r = self._client.get("models", timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"the LLM at {self.cfg.base_url} cannot be reached: "
+                               f"{type(exc).__name__}.", retryable=True) from None
+        if r.status_code >= 500 or r.status_code in (401, 403):
+            raise BackendError(f"the LLM at {self.cfg.base_url} answered HTTP "
+                               f"{r.status_code}.", retryable=r.status_code >= 500)
+        return f"{self.cfg.model} at {self.cfg.base_url} answers"
 
     def close(self) -> None:
         self._client.close()

@@ -28,3 +28,14 @@ def from_config(cfg: LLMConfig) -> LLMBackend | None:
                           f"{' or '.join(BACKENDS)}.")
     make = BACKENDS[cfg.backend]
     return make(cfg) if make else None
+
+
+def prober(cfg: LLMConfig) -> Callable[[], str] | None:
+    """A cheap liveness probe of the configured LLM server (returns a note, raises
+    BackendError when it is down); None with "none" (templates only)."""
+    if cfg.backend == "none" or cfg.backend not in BACKENDS:
+        return None
+    from livetwin.llm.openai_compat import OpenAICompatLLM
+
+    client = OpenAICompatLLM(cfg)
+    return client.ping

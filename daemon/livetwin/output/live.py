@@ -8,7 +8,6 @@ index, audio PTS = samples so far), so the media timeline never drifts from the 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import os
@@ -22,6 +21,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from livetwin.output.encoder import EncodedTick, Encoder, EncoderSettings
+from livetwin.output.pacer import (
+    FLUSH,
+    START_WAIT_S,
+    ChildArgs,
+    ChildPacer,
+    HandOffStats,
+    Ready,
+    SinkSpec,
+    hand_off_all,
+    run_clock,
+)
 from livetwin.output.sinks import PreviewSink, Sink, SinkStats
 from livetwin.runtime.clock import MediaClock, RealClock
 
@@ -67,6 +77,7 @@ class OutputStats:
     sinks: tuple[SinkStats, ...]
     long_gap_count: int = 0  # hand-off gaps over 1.5 periods
     long_gaps: tuple[tuple[int, float], ...] = ()  # the last 50 of them: (tick, ms)
+    output_restarts: int = 0  # isolated output: child processes started again
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (for /api/health and `livetwin bench`)."""
@@ -74,14 +85,23 @@ class OutputStats:
 
 
 class LiveOutput:
-    """Runs the tick loop in its own thread; `start()`, `stats()`, `stop()`."""
+    """Runs the tick loop in its own thread; `start()`, `stats()`, `stop()`.
+
+    With `isolate=True` the clock and the muxing sinks (OBS, RTMP, the recording) run in
+    a child process (output/pacer.py) and this process only pulls and encodes ahead;
+    the preview stays here. `clock` is then not used (the child runs a real clock)."""
 
     def __init__(self, source: TickSource, sinks: Sequence[Sink],
                  clock: MediaClock | None = None, *,
                  encoder: EncoderSettings | None = None,
-                 max_catchup_s: float = MAX_CATCHUP_S, lead_ticks: int = LEAD_TICKS) -> None:
+                 max_catchup_s: float = MAX_CATCHUP_S, lead_ticks: int = LEAD_TICKS,
+                 isolate: bool = False) -> None:
         self.source = source
-        self.sinks = list(sinks)
+        specs = [SinkSpec.of(s) for s in sinks] if isolate else [None] * len(sinks)
+        self.sinks = [s for s, spec in zip(sinks, specs, strict=True) if spec is None]
+        self._specs = tuple(spec for spec in specs if spec is not None)
+        self.isolate = isolate
+        self._pacer: ChildPacer | None = None
         self.clock = clock if clock is not None else RealClock(source.fps)
         if self.clock.fps != source.fps:
             raise ValueError(f"clock runs at {self.clock.fps} fps, source at {source.fps}")
@@ -94,27 +114,29 @@ class LiveOutput:
         # about lead_ticks periods before its media time
         if hasattr(source, "lead_s"):
             source.lead_s = lead_ticks / source.fps
-        self._ahead: queue.Queue[tuple[EncodedTick, int] | None] = queue.Queue(lead_ticks)
+        self._ahead: queue.Queue[Ready | None] = queue.Queue(lead_ticks)
         self._producer: threading.Thread | None = None
         self._producer_error: BaseException | None = None
-        self._tail: list[tuple[EncodedTick, int]] = []  # encoded after the stop
+        self._tail: list[Ready] = []  # encoded after the stop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._encoder: Encoder | None = None
         w, h = source.size
         self._black = np.zeros((h, w, 3), np.uint8)
         self._last_frame = self._black
-        self._frames = self._late = self._resyncs = self._source_errors = 0
-        self._samples = self._pending_samples = 0
-        self._max_gap = 0.0
+        self._counters = HandOffStats()
+        self._source_errors = self._pending_samples = self._produced = 0
         self._enc_total = self._enc_max = 0.0
-        self._long_gaps: collections.deque[tuple[int, float]] = collections.deque(maxlen=50)
-        self._long_gap_count = 0
 
     @property
     def running(self) -> bool:
-        """True while the tick thread runs."""
+        """True while the tick thread (isolated: the producer) runs."""
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def child_pid(self) -> int | None:
+        """The process id of the isolated output's child (None when not isolated)."""
+        return self._pacer.pid if self._pacer is not None else None
 
     @property
     def preview(self) -> PreviewSink | None:
@@ -129,7 +151,19 @@ class LiveOutput:
         self._encoder = Encoder(src.size, src.fps, src.sample_rate, self.settings)
         for sink in self.sinks:
             sink.start(self._encoder.templates, src.fps)
-        self._thread = threading.Thread(target=self._run, name="live-output", daemon=True)
+        if self.isolate:
+            t = self._encoder.templates
+            self._pacer = ChildPacer(ChildArgs(
+                self._specs, src.size, src.fps, src.sample_rate, self.settings,
+                (bytes(t.video.codec_context.extradata or b""),
+                 bytes(t.audio.codec_context.extradata or b"")),
+                self.max_catchup_s, logging.getLogger().getEffectiveLevel()),
+                self.lead_ticks)
+            self._pacer.start(wait_s=START_WAIT_S)
+            target = self._produce_isolated
+        else:
+            target = self._run
+        self._thread = threading.Thread(target=target, name="live-output", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -139,6 +173,8 @@ class LiveOutput:
             self._thread.join(timeout)
         if self._producer is not None:
             self._producer.join(timeout)
+        if self._pacer is not None:
+            self._pacer.finish(self._tail, timeout)
         for sink in self.sinks:
             sink.stop(timeout)
         if self._encoder is not None:
@@ -147,15 +183,20 @@ class LiveOutput:
     def stats(self) -> OutputStats:
         """Counters and timing of the output and of every sink."""
         fps = self.source.fps
-        n = max(1, self._frames)
+        c, child_sinks = self._counters, ()
+        if self._pacer is not None:
+            report = self._pacer.report()
+            c, child_sinks = report.counters, report.sinks
+        n = max(1, self._produced)
         return OutputStats(
-            running=self.running, fps=fps, frames=self._frames, late_ticks=self._late,
-            resyncs=self._resyncs, source_errors=self._source_errors,
-            max_gap_ms=self._max_gap * 1000,
-            av_offset_s=self._samples / self.source.sample_rate - self._frames / fps,
+            running=self.running, fps=fps, frames=c.frames, late_ticks=c.late,
+            resyncs=c.resyncs, source_errors=self._source_errors,
+            max_gap_ms=c.max_gap * 1000,
+            av_offset_s=c.samples / self.source.sample_rate - c.frames / fps,
             encode_ms_mean=self._enc_total / n * 1000, encode_ms_max=self._enc_max * 1000,
-            sinks=tuple(s.stats() for s in self.sinks), long_gap_count=self._long_gap_count,
-            long_gaps=tuple(self._long_gaps))
+            sinks=tuple(child_sinks) + tuple(s.stats() for s in self.sinks),
+            long_gap_count=c.long_gap_count, long_gaps=tuple(c.long_gaps),
+            output_restarts=self._pacer.restarts if self._pacer is not None else 0)
 
     # -- the tick thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -163,42 +204,15 @@ class LiveOutput:
         # this thread hands each one off when it is due. A source, an encoder (an I-frame)
         # or the garbage collector that takes longer than a period once is absorbed by
         # the lead instead of delaying the output.
-        clock, period = self.clock, 1.0 / self.source.fps
         raise_priority()
         self._producer = threading.Thread(target=self._produce_ahead, name="live-encode",
                                           daemon=True)
         self._producer.start()
-        ready = self._next_ahead()
-        if ready is None:  # stopped, or the producer failed, before the first tick
+        first = self._next_ahead()
+        if first is None:  # stopped, or the producer failed, before the first tick
             return
-        clock.start()
-        last: float | None = None
-        index = 0
-        while True:
-            late = clock.wait_for(index, self._stop)
-            if self._stop.is_set():
-                break
-            if late > period / 2:
-                self._late += 1
-            if late > self.max_catchup_s:
-                self._resyncs += 1
-                log.warning("output was %.1f s late at tick %d; re-anchoring the clock",
-                            late, index)
-                clock.rebase(index)
-            self._hand_off(ready[0])
-            now = clock.now()
-            if last is not None:
-                self._max_gap = max(self._max_gap, now - last)
-                if now - last > 1.5 * period:
-                    self._long_gap_count += 1
-                    self._long_gaps.append((index, round((now - last) * 1000, 1)))
-            last = now
-            self._frames += 1
-            self._samples += ready[1]
-            index += 1
-            ready = self._next_ahead()
-            if ready is None:
-                break
+        ready = run_clock(self.clock, first, self._next_ahead, self._hand_off, self._stop,
+                          self._counters, self.max_catchup_s)
         # the ticks encoded ahead are part of the stream: hand them off before the flush
         if self._producer is not None:
             self._producer.join(5.0)
@@ -213,14 +227,34 @@ class LiveOutput:
         pending += self._tail
         for tick, samples in pending:
             self._hand_off(tick)
-            self._frames += 1
-            self._samples += samples
+            self._counters.count(samples)
         assert self._encoder is not None
-        last_index = pending[-1][0].index if pending else index - 1
+        last_index = pending[-1][0].index if pending else self._counters.frames - 1
         self._hand_off(EncodedTick(last_index + 1, self._last_frame,
                                    tuple(self._encoder.flush())))
 
-    def _next_ahead(self) -> tuple[EncodedTick, int] | None:
+    def _produce_isolated(self) -> None:
+        """Isolated: pull and encode each tick, give it to the preview (and any other
+        sink kept here) at once and to the child when the lead allows (output/pacer.py).
+        At the stop the last ticks and the encoder's flush go into `_tail`."""
+        assert self._pacer is not None and self._encoder is not None
+        index = 0
+        try:
+            while not self._stop.is_set():
+                tick = self._produce(index)
+                item = (tick, self._pending_samples)
+                index += 1
+                self._hand_off(tick)
+                if not self._pacer.put(tick, item[1], self._stop):
+                    self._tail.append(item)
+                    break
+            flushed = EncodedTick(index, self._last_frame, tuple(self._encoder.flush()))
+            self._hand_off(flushed)
+            self._tail.append((flushed, FLUSH))
+        except BaseException:  # an encoder failure ends the output, visibly
+            log.exception("the live encoder failed at tick %d", index)
+
+    def _next_ahead(self) -> Ready | None:
         """The next encoded tick (waiting for the producer if it fell behind)."""
         while True:
             try:
@@ -259,17 +293,14 @@ class LiveOutput:
         t0 = time.perf_counter()
         packets = self._encoder.encode(index, frame, pcm)
         spent = time.perf_counter() - t0
+        self._produced += 1
         self._enc_total += spent
         self._enc_max = max(self._enc_max, spent)
         self._pending_samples = len(pcm)
         return EncodedTick(index, frame, tuple(packets))
 
     def _hand_off(self, tick: EncodedTick) -> None:
-        for sink in self.sinks:
-            try:
-                sink.feed(tick)
-            except Exception:  # a sink bug must not stop the others or the clock
-                log.exception("sink %s failed to take tick %d", sink.name, tick.index)
+        hand_off_all(self.sinks, tick)
 
     def _pull(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The source's tick, or the last frame and silence when the source fails."""

@@ -174,6 +174,17 @@ def load_background(path: Path, size: tuple[int, int]) -> U8:
     return _cover(np.asarray(rgb, np.uint8), size)
 
 
+@dataclass(frozen=True)
+class LabelPixels:
+    """A label made for one canvas (Canvas.render_label): its text, box (x0, y0, x1, y1)
+    and pixels (RGB, alpha)."""
+
+    text: str
+    box: tuple[int, int, int, int]
+    rgb: U8
+    alpha: F32
+
+
 class Canvas:
     """Places frames of size `source` (w, h) on a canvas of `size` (w, h).
 
@@ -223,6 +234,7 @@ class Canvas:
         self._block = (_period(sx1 - sx0, x1 - x0), _period(sy1 - sy0, y1 - y0))
         self.label = label.strip() if label is not None else None
         self.label_box: tuple[int, int, int, int] | None = None
+        self._label_style = (label_position, label_font, font_search)  # for render_label
         if self.label is None:
             log.warning("the visible AI-disclosure label is turned OFF for this output")
             return
@@ -240,6 +252,36 @@ class Canvas:
         self._label_rgb = rgb
         self._label_a = alpha
         self._label_inv = (1.0 - alpha).astype(np.float32)
+
+    def render_label(self, text: str) -> LabelPixels:
+        """The pixels and place of a new label `text` in this canvas's corner and font,
+        not yet shown (`use_label` shows them). ValueError when the text is empty, has a
+        character no font has, or does not fit the canvas."""
+        text = text.strip()
+        if not text:
+            raise ValueError("the label text is empty; the AI-disclosure label needs a text")
+        cw, ch = self.size
+        position, font_file, search = self._label_style
+        ref = min(cw, ch)
+        rgb, alpha = _label_pixels(text, ref, font_file, font_search=search)
+        lh, lw = alpha.shape
+        if lw > cw or lh > ch:
+            raise ValueError(f"the label {text!r} does not fit a {cw}x{ch} canvas; shorten it")
+        m = round(MARGIN * ref)
+        lx = m if position.endswith("left") else cw - m - lw
+        ly = m if position.startswith("top") else ch - m - lh
+        lx, ly = max(0, min(lx, cw - lw)), max(0, min(ly, ch - lh))
+        return LabelPixels(text, (lx, ly, lx + lw, ly + lh), rgb, alpha)
+
+    def use_label(self, label: LabelPixels) -> None:
+        """Show `label` (from `render_label`) from the next frame on. Call it on the
+        thread that composes the frames: compose() reads the label's parts one by one."""
+        self.label = label.text
+        self.label_box = label.box
+        self._label_rgb = label.rgb
+        self._label_a = label.alpha
+        self._label_inv = (1.0 - label.alpha).astype(np.float32)
+        self._yuv = None  # compose_i420 converts the whole canvas again (old box gone)
 
     def compose(self, frame: U8) -> U8:
         """The canvas with `frame` (h, w, 3 RGB of the source size) placed and labelled; a

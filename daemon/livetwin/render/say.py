@@ -395,7 +395,9 @@ def resolve_avatar(avatar: str) -> Path:
     """A bundle path from AVATAR, verified; `demo` is reserved for the embedded demo."""
     from livetwin.avatar import bundle
 
-    if avatar == DEMO and not Path(DEMO).exists():
+    # `demo` is the embedded avatar unless a bundle of that name is here (a folder
+    # called demo, e.g. the livetwin home's demo store, is not one)
+    if avatar == DEMO and not (Path(DEMO) / bundle.MANIFEST).is_file():
         from livetwin.avatar.demo import demo_bundle
 
         return demo_bundle()  # built (and verified) on first use

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,16 +150,38 @@ class _Receiver:
         return [b - a for a, b in itertools.pairwise(t)]
 
 
+def family(pid: int) -> list[int]:
+    """`pid` and its descendants (the daemon runs its output clock in a child process:
+    output/pacer.py), from /proc/PID/task/TID/children."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of `pid` and its descendants."""
+    total = 0.0
+    for p in family(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of `pid` and its descendants (MB)."""
+    total = 0.0
+    for p in family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 def live_figures(seconds: float = 60.0) -> dict[str, Any]:
@@ -196,15 +218,19 @@ def live_figures(seconds: float = 60.0) -> dict[str, Any]:
             receiver.stop()
 
 
-def _wait_listening(proc: subprocess.Popen[str]) -> None:
-    """Wait for serve's "listening on" line (then keep draining its output), failing
-    after START_TIMEOUT_S even when serve prints nothing."""
+def _wait_listening(proc: subprocess.Popen[str],
+                    on_line: Callable[[str], None] | None = None) -> None:
+    """Wait for serve's "listening on" line (then keep draining its output, each line
+    to `on_line` when given), failing after START_TIMEOUT_S even when serve prints
+    nothing."""
     assert proc.stdout is not None
     stdout = proc.stdout
     ready = threading.Event()
 
     def pump() -> None:
         for line in stdout:
+            if on_line is not None:
+                on_line(line)
             if re.search(r"listening on http://", line):
                 ready.set()
         ready.set()  # output ended: serve exited

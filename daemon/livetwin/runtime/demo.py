@@ -10,7 +10,10 @@ It runs the real daemon (`server.serve.run`) with:
   scripts comes from the catalog's facts;
 - a demo audience (`Audience`): simulated viewers whose count rises, spikes and falls,
   who greet, ask real questions about the products (en, with some zh and de), follow and
-  send gifts, all through the same path as platform chat (`Daemon.receive_chat`);
+  send gifts, all through the same path as platform chat (`Daemon.receive_chat`). By
+  default it is a quiet shop (a message every few seconds); `--chat-rate N` makes it a
+  busy one (N chat events a second from hundreds of viewers, a count that moves every
+  second), which is what `make soak` runs for an hour (runtime/soak.py);
 - the usual outputs: MPEG-TS to OBS if it listens on 127.0.0.1:9999, the dashboard, and
   a recording that ends up as `demo.mp4` in the current directory.
 
@@ -37,26 +40,56 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CATALOG = Path(__file__).resolve().parents[1] / "show" / "demo_catalog.yaml"
-NAMES = ("mia", "tom", "lena", "kai", "ana", "jun", "sofia", "ben", "yuki", "omar",
-         "小鱼", "阿明", "jonas", "emma", "li_wei", "noah", "chloe", "max")
+NAMES = (
+    "mia",
+    "tom",
+    "lena",
+    "kai",
+    "ana",
+    "jun",
+    "sofia",
+    "ben",
+    "yuki",
+    "omar",
+    "小鱼",
+    "阿明",
+    "jonas",
+    "emma",
+    "li_wei",
+    "noah",
+    "chloe",
+    "max",
+)
 GREETINGS = ("hi!", "hello everyone", "hey there", "good evening!", "你好", "hallo zusammen")
 # Questions a shop's viewers ask; the answer database matches them to the catalog FAQ.
 QUESTIONS = (
-    "how much is the lip tint?", "what colors does the lip tint come in?",
-    "how long does the lip tint last?", "do you ship fast?", "口红多少钱",
-    "how much is the bottle?", "does the bottle keep tea hot?",
-    "is the bottle lid dishwasher safe?", "what colours does the bottle come in?",
-    "how much is the tote?", "can I wash the tote bag?", "how much can the tote hold?",
-    "wie viel kostet die Tasche?", "are you a real person?",
+    "how much is the lip tint?",
+    "what colors does the lip tint come in?",
+    "how long does the lip tint last?",
+    "do you ship fast?",
+    "口红多少钱",
+    "how much is the bottle?",
+    "does the bottle keep tea hot?",
+    "is the bottle lid dishwasher safe?",
+    "what colours does the bottle come in?",
+    "how much is the tote?",
+    "can I wash the tote bag?",
+    "how much can the tote hold?",
+    "wie viel kostet die Tasche?",
+    "are you a real person?",
 )
-OPENING = {4: ("mia", "hi!", ChatKind.COMMENT),
-           10: ("tom", "how much is the lip tint?", ChatKind.COMMENT),
-           16: ("lena", "", ChatKind.FOLLOW),
-           22: ("小鱼", "口红多少钱", ChatKind.COMMENT),
-           28: ("kai", "a rose", ChatKind.GIFT),
-           34: ("sam", "are you a real person?", ChatKind.COMMENT),
-           40: ("jonas", "does the bottle keep tea hot?", ChatKind.COMMENT)}
+OPENING = {
+    4: ("mia", "hi!", ChatKind.COMMENT),
+    10: ("tom", "how much is the lip tint?", ChatKind.COMMENT),
+    16: ("lena", "", ChatKind.FOLLOW),
+    22: ("小鱼", "口红多少钱", ChatKind.COMMENT),
+    28: ("kai", "a rose", ChatKind.GIFT),
+    34: ("sam", "are you a real person?", ChatKind.COMMENT),
+    40: ("jonas", "does the bottle keep tea hot?", ChatKind.COMMENT),
+}
 CHATTER = ("love this stream", "nice!", "wow", "first time here", "😍😍", "cool")
+MAX_CHAT_RATE = 50.0  # chat events a second at most (--chat-rate)
+BUSY_USERS = 500  # a busy audience's viewers per name: "mia_1" ... "mia_500"
 
 
 @dataclass(frozen=True)
@@ -69,11 +102,15 @@ class AudienceStep:
 
 class Audience:
     """Simulated viewers (module doc). `plan(t)` is pure (a seeded script of the show's
-    second t); `start(daemon)` plays it in real time on a thread."""
+    second t); `start(daemon)` plays it in real time on a thread. `chat_rate` (events a
+    second) makes a busy audience; None keeps the quiet demo shop."""
 
-    def __init__(self, seconds: float, seed: int = 7) -> None:
+    def __init__(self, seconds: float, seed: int = 7, chat_rate: float | None = None) -> None:
+        if chat_rate is not None and not 0 < chat_rate <= MAX_CHAT_RATE:
+            raise ValueError(f"chat_rate {chat_rate} outside (0, {MAX_CHAT_RATE}]")
         self.seconds = seconds
         self.seed = seed
+        self.chat_rate = chat_rate
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0
@@ -91,29 +128,26 @@ class Audience:
         rng = random.Random(self.seed * 1_000_003 + t)
         count = self.viewers(t)
         events: list[tuple[str, str, ChatKind]] = []
+        if self.chat_rate is not None:  # a busy room: the count moves every second
+            count = max(0, round(count * rng.uniform(0.95, 1.05)) + rng.randint(-2, 2))
         if t in OPENING:  # a lively first minute, whatever the dice say later
             return AudienceStep(count, (OPENING[t],))
-        busy = min(1.0, 0.15 + count / 400)  # more viewers, more chat
-        if rng.random() < busy * 0.5:
+        if self.chat_rate is None:
+            busy = min(1.0, 0.15 + count / 400)  # more viewers, more chat
+            n = int(rng.random() < busy * 0.5)
+        else:  # chat_rate a second on average: its whole part, plus one by chance
+            n = int(self.chat_rate) + int(rng.random() < self.chat_rate % 1.0)
+        for _ in range(n):
             user = rng.choice(NAMES)
-            r = rng.random()
-            if r < 0.35:
-                events.append((user, rng.choice(QUESTIONS), ChatKind.COMMENT))
-            elif r < 0.55:
-                events.append((user, rng.choice(GREETINGS), ChatKind.COMMENT))
-            elif r < 0.7:
-                events.append((user, "", ChatKind.FOLLOW))
-            elif r < 0.8:
-                events.append((user, "a rose", ChatKind.GIFT))
-            elif r < 0.9:
-                events.append((user, "", ChatKind.JOIN))
-            else:
-                events.append((user, rng.choice(CHATTER), ChatKind.COMMENT))
+            if self.chat_rate is not None:
+                user = f"{user}_{rng.randint(1, BUSY_USERS)}"
+            events.append(_event(rng, user))
         return AudienceStep(count, tuple(events))
 
     def start(self, daemon: Daemon) -> None:
-        self._thread = threading.Thread(target=self._run, args=(daemon,),
-                                        name="livetwin-demo-audience", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(daemon,), name="livetwin-demo-audience", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -137,6 +171,22 @@ class Audience:
             except Exception:  # the audience must not take the show down
                 log.exception("demo audience step %d failed", t)
             t += 1
+
+
+def _event(rng: random.Random, user: str) -> tuple[str, str, ChatKind]:
+    """One viewer's action: a question, a greeting, a follow, a gift, a join or chatter."""
+    r = rng.random()
+    if r < 0.35:
+        return (user, rng.choice(QUESTIONS), ChatKind.COMMENT)
+    if r < 0.55:
+        return (user, rng.choice(GREETINGS), ChatKind.COMMENT)
+    if r < 0.7:
+        return (user, "", ChatKind.FOLLOW)
+    if r < 0.8:
+        return (user, "a rose", ChatKind.GIFT)
+    if r < 0.9:
+        return (user, "", ChatKind.JOIN)
+    return (user, rng.choice(CHATTER), ChatKind.COMMENT)
 
 
 def _set_viewers(daemon: Daemon, count: int) -> None:
@@ -172,17 +222,25 @@ def prepare_store(url: str, lang: str, cfg: Config) -> list[Product]:
 
 def demo_config(cfg: Config, home: Path, record_dir: Path) -> Config:
     """`cfg` with the demo's store and recording (everything else as configured)."""
-    return cfg.model_copy(update={
-        "store": cfg.store.model_copy(update={"url": f"sqlite:///{home / 'demo.db'}"}),
-        "output": cfg.output.model_copy(update={"record_dir": record_dir}),
-    })
+    return cfg.model_copy(
+        update={
+            "store": cfg.store.model_copy(update={"url": f"sqlite:///{home / 'demo.db'}"}),
+            "output": cfg.output.model_copy(update={"record_dir": record_dir}),
+        }
+    )
 
 
-def run_demo(cfg: Config, *, minutes: float | None, avatar: str = "demo",
-             out: Path = Path("demo.mp4"), port: int | None = None,
-             announce: Callable[[str], None] = print,
-             quiet: Callable[[], contextlib.AbstractContextManager[object]] =
-             contextlib.nullcontext) -> int:
+def run_demo(
+    cfg: Config,
+    *,
+    minutes: float | None,
+    avatar: str = "demo",
+    out: Path = Path("demo.mp4"),
+    port: int | None = None,
+    chat_rate: float | None = None,
+    announce: Callable[[str], None] = print,
+    quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+) -> int:
     """Run the demo show (module doc); the recording is moved to `out` at the end."""
     from livetwin.server.serve import ServeOptions, run
 
@@ -194,20 +252,23 @@ def run_demo(cfg: Config, *, minutes: float | None, avatar: str = "demo",
     assert demo_cfg.store.url is not None
     prepare_store(demo_cfg.store.url, demo_cfg.show.lang, demo_cfg)
     seconds = None if minutes is None else minutes * 60.0
-    audience = Audience(seconds or 600.0)
+    audience = Audience(seconds or 600.0, chat_rate=chat_rate)
 
     def ready(daemon: Any) -> None:
         host, port_ = daemon.address
-        announce(f"demo: dashboard http://{host}:{port_}/?token={daemon.token.value}\n"
-                 f"demo: {len(daemon.products)} products on air, a simulated audience, "
-                 f"recording to {out}" + (f", stopping after {minutes:g} min"
-                                          if minutes is not None else ", stop with Ctrl-C"))
+        announce(
+            f"demo: dashboard http://{host}:{port_}/?token={daemon.token.value}\n"
+            f"demo: {len(daemon.products)} products on air, a simulated audience, "
+            f"recording to {out}"
+            + (f", stopping after {minutes:g} min" if minutes is not None else ", stop with Ctrl-C")
+        )
         audience.start(daemon)
 
     opts = ServeOptions(avatar=avatar, port=port)
     try:
-        rc = run(demo_cfg, opts, announce=announce, quiet=quiet, on_ready=ready,
-                 stop_after_s=seconds)
+        rc = run(
+            demo_cfg, opts, announce=announce, quiet=quiet, on_ready=ready, stop_after_s=seconds
+        )
     finally:
         audience.stop()
         keep_recording(record_dir, out, announce)

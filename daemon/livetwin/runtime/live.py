@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -41,8 +42,9 @@ if TYPE_CHECKING:
     from livetwin.config import Config
     from livetwin.lipsync.person_model import PersonMouthModel
     from livetwin.lipsync.track import MouthRange
-    from livetwin.render.canvas import Canvas
+    from livetwin.render.canvas import Canvas, LabelPixels
     from livetwin.render.engine import TwinSource
+    from livetwin.render.head_motion import GestureTrack
     from livetwin.speech.base import TTSBackend
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,12 @@ GAP_S = 0.3  # silence between two lines
 FADE_MS = 5.0  # audio fade-out when a line is skipped
 MAX_PENDING = 64  # lines waiting for synthesis; more is refused (QueueFull)
 MAX_LINE_CHARS = 2_000
+GESTURE_LEAD_S = 0.2  # an operator's gesture starts this long after the click
 TIMING_WINDOW = 2_000  # ticks kept for the tick-time and fps figures
 # Lower sorts first: the operator's lines jump the queue, fillers go last.
+SHOW_LINES = frozenset({UtteranceSource.SCRIPT, UtteranceSource.GREETING,
+                        UtteranceSource.FILLER})  # the director's lines
+ANSWERS_IN_A_ROW = 2  # chat answers that may start in a row while a show line waits
 SOURCE_RANK = {UtteranceSource.OPERATOR: 0, UtteranceSource.ANSWER: 1,
                UtteranceSource.GREETING: 2, UtteranceSource.SCRIPT: 3,
                UtteranceSource.FILLER: 4}
@@ -123,6 +129,17 @@ class _Playing:
     earliest: int = 0
 
 
+@dataclass
+class _Manual:
+    """A gesture the operator asked for: its one-cue track, from tick `start` (None:
+    the next tick) for `frames` ticks."""
+
+    name: str
+    track: GestureTrack
+    frames: int
+    start: int | None = None
+
+
 @dataclass(frozen=True)
 class LiveLines:
     """The fixed lines of the operator buttons (config `live:`)."""
@@ -172,6 +189,7 @@ class LiveTwin:
         self._pending: queue.PriorityQueue[tuple[int, int, int, Utterance | None]] = (
             queue.PriorityQueue())
         self._ready: list[LiveLine] = []  # sorted by key; each has a segment
+        self._answers_in_row = 0  # chat answers started since the last show line
         self._synthesising: LiveLine | None = None
         self._playing: _Playing | None = None
         self._free_at = 0  # first tick a new line may start (GAP_S after the last one)
@@ -184,6 +202,8 @@ class LiveTwin:
         self._task: asyncio.Task[Any] | None = None
         self._threads: list[threading.Thread] = []
         self._closing = False
+        self._label_next: LabelPixels | None = None  # shown from the next tick on
+        self._gesture_now: _Manual | None = None  # the operator's gesture (play_gesture)
         self.tick_ms: deque[float] = deque(maxlen=TIMING_WINDOW)
         self._tick_at: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.ticks = 0
@@ -209,6 +229,32 @@ class LiveTwin:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def tts(self) -> TTSBackend:
+        """The voice (with its fallbacks), for the watchdog's health report."""
+        return self._tts
+
+    def dead_threads(self) -> list[str]:
+        """Names of the worker/dispatcher threads that ended while the twin runs."""
+        if self._closing:
+            return []
+        return [t.name for t in self._threads if not t.is_alive()]
+
+    def revive(self) -> list[str]:
+        """Start again the threads that ended (the watchdog's restart; the tick and the
+        lines already queued are untouched); the names restarted."""
+        targets = {"livetwin-tts": self._work, "livetwin-events": self._dispatch}
+        revived = []
+        for i, t in enumerate(self._threads):
+            if not t.is_alive() and not self._closing and t.name in targets:
+                with self._lock:
+                    self._synthesising = None
+                nt = threading.Thread(target=targets[t.name], name=t.name, daemon=True)
+                nt.start()
+                self._threads[i] = nt
+                revived.append(t.name)
+        return revived
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call `fn` (on the dispatcher thread) for every event; returns the unsubscriber."""
@@ -356,11 +402,20 @@ class LiveTwin:
                 target, speaking = sounding.targets[k], bool(sounding.speaking[k])
                 upcoming = sounding.targets[k + 1:k + 5]
                 gestures = sounding.gestures
+        manual, km = self._manual_at(index)
         if gestures is not None:
             gestures.before(k, self.twin)
+        if manual is not None:
+            manual.track.before(km, self.twin)
         rgb = self.twin.frame(target, speaking, upcoming)
         if gestures is not None:
             rgb = self._gesture_frame(gestures, k, rgb)
+        if manual is not None:
+            rgb = self._gesture_frame(manual.track, km, rgb)
+        with self._lock:
+            label, self._label_next = self._label_next, None
+        if label is not None:  # swapped here: the tick thread is the one that composes
+            self.canvas.use_label(label)
         frame = self.canvas.compose(rgb)
         self.ticks += 1
         self._tick_at.append(time.monotonic())
@@ -420,15 +475,95 @@ class LiveTwin:
         self._events.put(LineEnded(p.line.utterance.id, skipped, index))
 
     def _start_next(self, index: int) -> _Playing | None:
+        """The next ready line in key order, except that after ANSWERS_IN_A_ROW chat
+        answers a waiting show line goes first (under steady chat the answers would
+        otherwise crowd the pitch out for good)."""
         held = self._state.paused or not self._state.on_air
-        for i, line in enumerate(self._ready):
-            if held and line.utterance.source is not UtteranceSource.OPERATOR:
-                continue
-            del self._ready[i]
-            self._playing = _Playing(line, 0, None, index)
-            self._events.put(LineStarted(line.utterance, self._wall() + self.lead_s, index))
-            return self._playing
-        return None
+        order = [i for i, line in enumerate(self._ready)
+                 if not held or line.utterance.source is UtteranceSource.OPERATOR]
+        if not order:
+            return None
+        pick = order[0]
+        if (self._answers_in_row >= ANSWERS_IN_A_ROW
+                and self._ready[pick].utterance.source is UtteranceSource.ANSWER):
+            pick = next((i for i in order if self._ready[i].utterance.source in SHOW_LINES),
+                        pick)
+        line = self._ready.pop(pick)
+        source = line.utterance.source
+        if source is UtteranceSource.ANSWER:
+            self._answers_in_row += 1
+        elif source in SHOW_LINES:
+            self._answers_in_row = 0
+        self._playing = _Playing(line, 0, None, index)
+        self._events.put(LineStarted(line.utterance, self._wall() + self.lead_s, index))
+        return self._playing
+
+    # -------------------------------------------------------------- the operator's gestures
+
+    def _manual_at(self, index: int) -> tuple[_Manual | None, int]:
+        """The operator's gesture at tick `index` and its frame; it ends by itself."""
+        with self._lock:
+            m = self._gesture_now
+            if m is None:
+                return None, 0
+            if m.start is None:
+                m.start = index
+            if index - m.start >= m.frames:
+                self._gesture_now = None
+                return None, 0
+            return m, index - m.start
+
+    def gesture_names(self) -> list[str]:
+        """The library gestures this avatar can show (docs/gestures.md): its recorded
+        clips plus the head motions and on-screen cues drawn without one."""
+        from livetwin.gesture.avatar import procedural_names
+        from livetwin.gesture.library import default_library
+
+        clips, names = set(getattr(self.twin, "gestures", ())), procedural_names()
+        return sorted(g.id for g in default_library()
+                      if g.id in clips or (g.procedural is not None and g.procedural in names))
+
+    def play_gesture(self, name: str) -> float:
+        """Show gesture `name` now, speaking or not (it replaces one the operator asked
+        for before and still shows); its duration in seconds. InputError for a name
+        this avatar cannot show."""
+        from livetwin.gesture.library import default_library
+        from livetwin.render.head_motion import GestureTrack, TimedCue
+
+        if name not in self.gesture_names():
+            raise InputError(f"no gesture {name[:60]!r} for this avatar; choose one of "
+                             "GET /api/gestures.")
+        g = default_library()[name]
+        clips = set(getattr(self.twin, "gestures", ()))
+        how = "clip" if g.id in clips else "cue" if g.category == "cue" else "motion"
+        t = g.timing
+        start, dur = GESTURE_LEAD_S, t.nominal_s
+        cue = TimedCue(g.id, start, start + t.stroke * dur, start + dur, "", how,
+                       g.procedural, t.stroke)
+        track = GestureTrack([cue], self.fps)
+        with self._lock:
+            self._gesture_now = _Manual(name, track, math.ceil((start + dur) * self.fps) + 1)
+        return dur
+
+    # -------------------------------------------------------------- the AI label
+
+    @property
+    def label(self) -> str | None:
+        """The AI-disclosure label text shown (or about to be, at the next tick)."""
+        nxt = self._label_next
+        return nxt.text if nxt is not None else self.canvas.label
+
+    def set_label(self, text: str) -> str:
+        """Show `text` as the AI-disclosure label from the next frame on (the label
+        cannot be turned off here); the text shown. InputError when it is empty or
+        does not fit the canvas."""
+        try:
+            label = self.canvas.render_label(text)
+        except ValueError as exc:
+            raise InputError(f"{exc}.") from None
+        with self._lock:
+            self._label_next = label
+        return label.text
 
     # -------------------------------------------------------------- controls
 
@@ -516,12 +651,14 @@ class LiveTwin:
         fps = (len(at) - 1) / (at[-1] - at[0]) if len(at) > 1 and at[-1] > at[0] else 0.0
         with self._lock:
             ready, current, synth = len(self._ready), self._playing, self._synthesising
+            gesture = self._gesture_now
         return {"ticks": self.ticks, "fps": round(fps, 2),
                 "tick_ms_p50": float(np.percentile(ms, 50)) if len(ms) else 0.0,
                 "tick_ms_p99": float(np.percentile(ms, 99)) if len(ms) else 0.0,
                 "tick_ms_max": float(ms.max()) if len(ms) else 0.0,
                 "pending": self._pending.qsize(), "ready": ready,
                 "synthesising": synth.utterance.id if synth else None,
+                "gesture": gesture.name if gesture else None,
                 "speaking": current.line.utterance.id if current else None}
 
     def _dispatch(self) -> None:

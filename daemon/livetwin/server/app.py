@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from livetwin.show.catalog import product_full_json
 
 if TYPE_CHECKING:
     from livetwin.config import Config
+    from livetwin.runtime.watchdog import Watchdog
     from livetwin.show.runner import ShowRunner
     from livetwin.store.db import Store
 
@@ -57,6 +59,7 @@ class Daemon:
     show: ShowRunner | None = None  # the show director on the live twin (show/runner.py)
     store: Store | None = None  # catalog, scripts, transcript (store/)
     config: Config | None = None  # livetwin.yaml: show.templates and llm for the script routes
+    watchdog: Watchdog | None = None  # component health for /api/health (runtime/watchdog.py)
 
     def receive_chat(self, platform: str, user: str, text: str,
                      kind: ChatKind = ChatKind.COMMENT) -> ChatEvent:
@@ -123,12 +126,13 @@ def create_app(daemon: Daemon) -> Guard:
     @app.get("/api/health")
     def health() -> dict[str, Any]:
         live = daemon.live.stats()
-        return {"status": "ok", "fps": live["fps"],
+        return {"status": "ok", "fps": live["fps"], "pid": os.getpid(),
                 "uptime_s": round(time.monotonic() - daemon.started, 3),
                 "avatar": daemon.live.avatar, "version": __version__,
                 "output": dict(daemon.output_stats()) if daemon.output_stats else None,
                 "live": live, "clients": len(daemon.hub.clients),
-                "viewers": daemon.viewers.count if daemon.viewers else None}
+                "viewers": daemon.viewers.count if daemon.viewers else None,
+                "health": daemon.watchdog.snapshot() if daemon.watchdog else None}
 
     @app.post("/api/chat", status_code=202)
     def chat(body: ChatIn) -> IdOut:

@@ -14,15 +14,27 @@ only what the page needs and nobody else had:
   first one, 404 when the preview is turned off); fetched by the page with the token and
   shown through an object URL, since an `<img src>` cannot carry a header.
 - `GET /api/dashboard`: the avatar's AI-disclosure label and consent record, and the chat
-  connectors, read once (they do not change while the daemon runs).
+  connectors.
 - `POST /api/chat/queue/{chat_id}/done`: take a question the operator answered off the
-  chat pipeline's operator queue (404 when it is not there)."""
+  chat pipeline's operator queue (404 when it is not there).
+- `GET /api/show`: the show director's audience tier, the profile in force, and the next
+  lines it plans (ShowRunner.outlook); `{"running": false}` without a show.
+- `GET /api/gestures`: the gestures this avatar can show (id, name, category,
+  description); `POST /api/gesture {"name"}` plays one now (202 with its duration; 422
+  with one sentence for a name the avatar cannot show).
+- `POST /api/label {"text"}`: new text for the AI-disclosure label, drawn from the next
+  frame on until the daemon stops (the config's `render.label` is the text at start).
+  The label can be reworded here, never turned off: the text must not be empty, at most
+  LABEL_MAX characters, and must still say AI (AI_WORDS), else 422 with the reason.
+  Where the config turned the label off, the text is shown (disclosure only ever goes
+  up from the dashboard)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +42,9 @@ import yaml
 from fastapi import APIRouter, FastAPI, HTTPException, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from livetwin.errors import InputError
 
 if TYPE_CHECKING:
     from livetwin.server.app import Daemon
@@ -45,6 +60,23 @@ PAGE_HEADERS = {**NO_STORE, "Content-Security-Policy": (
     "default-src 'self'; img-src 'self' blob:; connect-src 'self'; script-src 'self'; "
     "style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+LABEL_MAX = 40
+# The label must still tell viewers the host is artificial: "AI" or "KI" as a word (not
+# inside one: "AIR" or "SKI" do not count), "A.I.", or the Chinese words for it.
+AI_WORDS = re.compile(r"(?<![A-Za-z])(?:[Aa][Ii]|KI|A\.I\.?)(?![A-Za-z])|人工智能|数字人|虚拟")
+NEXT_LINES = 5
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class GestureIn(_Body):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class LabelIn(_Body):
+    text: str = Field(max_length=200)  # the rules of the module doc are checked below
 
 
 def add_dashboard(app: FastAPI, daemon: Daemon) -> None:
@@ -73,33 +105,89 @@ def dashboard_router(daemon: Daemon) -> APIRouter:
         return Response(jpeg, media_type="image/jpeg", headers=NO_STORE)
 
     @functools.cache
-    def avatar_info() -> dict[str, Any]:
-        canvas = daemon.live.canvas
-        return {"avatar": daemon.live.avatar,
-                "label": {"on": canvas.label is not None, "text": canvas.label,
-                          "editable": False},
-                "consent": consent_record(daemon.live.avatar)}
+    def consent() -> dict[str, Any] | None:  # the bundle's file: read once
+        return consent_record(daemon.live.avatar)
+
+    def label() -> dict[str, Any]:
+        text = daemon.live.label
+        return {"on": text is not None, "text": text, "editable": True, "max": LABEL_MAX}
 
     @router.get("/api/dashboard")
     def dashboard() -> dict[str, Any]:
         connectors = [c.name for c in daemon.chat.connectors] if daemon.chat else []
-        return {**avatar_info(), "connectors": connectors,
-                "chat_pipeline": daemon.chat is not None,
+        return {"avatar": daemon.live.avatar, "label": label(), "consent": consent(),
+                "connectors": connectors, "chat_pipeline": daemon.chat is not None,
                 "scripts_api": daemon.store is not None}
+
+    @router.get("/api/show")
+    def show() -> dict[str, Any]:
+        if daemon.show is None:
+            return {"running": False}
+        return {"running": True, **daemon.show.outlook(NEXT_LINES)}
+
+    @router.get("/api/gestures")
+    def gestures() -> list[dict[str, Any]]:
+        from livetwin.gesture.library import default_library
+
+        lib = default_library()
+        return [{"id": g.id, "name": g.name, "category": g.category,
+                 "description": g.description}
+                for g in (lib[n] for n in daemon.live.gesture_names())]
+
+    @router.post("/api/gesture", status_code=202)
+    def gesture(body: GestureIn) -> dict[str, Any]:
+        try:
+            duration = daemon.live.play_gesture(body.name)
+        except InputError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"name": body.name, "duration_s": round(duration, 3)}
+
+    @router.post("/api/label")
+    def set_label(body: LabelIn) -> dict[str, Any]:
+        text = " ".join(body.text.split())
+        try:
+            check_label(text)
+            daemon.live.set_label(text)
+        except InputError as exc:
+            raise HTTPException(422, str(exc)) from None
+        log.info("the AI-disclosure label now reads %r (set from the dashboard)", text)
+        return label()
 
     @router.post("/api/chat/queue/{chat_id}/done")
     def queue_done(chat_id: str) -> dict[str, Any]:
         """Take an answered question off the operator queue."""
-        queue = daemon.chat.pipeline.unanswered if daemon.chat else None
-        found = [q for q in list(queue or ()) if q.get("chat_id") == chat_id]
-        if queue is None or not found:
+        removed = take_off_queue(daemon, chat_id)
+        if not removed:
             raise HTTPException(404, f"no question {chat_id!r} in the operator queue.")
-        for q in found:
-            with contextlib.suppress(ValueError):  # the pipeline may have dropped it
-                queue.remove(q)
-        return {"chat_id": chat_id, "removed": len(found)}
+        return {"chat_id": chat_id, "removed": removed}
 
     return router
+
+
+def check_label(text: str) -> None:
+    """InputError unless `text` may be the AI-disclosure label (module doc)."""
+    if not text:
+        raise InputError("the AI label cannot be empty: viewers must see that the host is "
+                         "AI-generated.")
+    if len(text) > LABEL_MAX:
+        raise InputError(f"the AI label is {len(text)} characters; keep it to {LABEL_MAX} "
+                         "so it stays readable.")
+    if not AI_WORDS.search(text):
+        raise InputError('the AI label must still say the host is AI: include "AI" (or '
+                         '"KI", "人工智能"), e.g. "AI-generated host".')
+
+
+def take_off_queue(daemon: Daemon, chat_id: str) -> int:
+    """Remove question `chat_id` from the chat pipeline's operator queue; how many
+    entries went (0 when it was not there)."""
+    if daemon.chat is None:
+        return 0
+    queue = daemon.chat.pipeline.unanswered
+    found = [q for q in list(queue) if q.get("chat_id") == chat_id]
+    for q in found:
+        with contextlib.suppress(ValueError):  # the pipeline may have dropped it
+            queue.remove(q)
+    return len(found)
 
 
 def consent_record(avatar: str) -> dict[str, Any] | None:

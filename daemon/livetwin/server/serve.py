@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
+import os
 import signal
 import socket
 import threading
@@ -31,7 +33,10 @@ log = logging.getLogger(__name__)
 WS_MAX_BYTES = 64 * 1024
 GRACE_S = 1  # seconds for open connections at shutdown
 STOP_S = 1.0  # for the output and the worker at shutdown
+SPARE_NICE = 10  # a spare (--standby) loads at this niceness, beside the live daemon
 OBS_LISTEN_QUERY = "overrun_nonfatal=1&fifo_size=50000"
+OUTPUT_DOWN_S = 3.0  # supervised: a dead output this long ends the daemon (exit 1)
+RSS_LIMIT_MB = 4096  # above this the watchdog reports memory as degraded (a leak)
 
 
 @dataclass(frozen=True)
@@ -103,12 +108,15 @@ def _server_class() -> type[Any]:
 
 def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = print,
         quiet: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
-        on_ready: Callable[[Any], None] | None = None, stop_after_s: float | None = None
-        ) -> int:
+        on_ready: Callable[[Any], None] | None = None, stop_after_s: float | None = None,
+        standby: Callable[[], None] | None = None) -> int:
     """Run the daemon until SIGINT/SIGTERM (module doc); 0 on a clean stop. `quiet`
     wraps loading the avatar (mediapipe's native code logs to fd 2 there). `on_ready`
     gets the Daemon once the API listens (`livetwin demo` starts its audience there);
-    with `stop_after_s` the daemon stops by itself after that long."""
+    with `stop_after_s` the daemon stops by itself after that long. With `standby` (the
+    spare of `serve --supervise`, runtime/supervise.py) it loads what is slow (imports,
+    the avatar) and calls `standby()`, which returns when it is to take over; only then
+    does it bind the port, read the catalog and the show's position and start."""
     import uvicorn
 
     from livetwin.chat.registry import open_chat
@@ -125,22 +133,36 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
     token = resolve_token(cfg.server.token)
     host = opts.host or cfg.server.host
     port = cfg.server.port if opts.port is None else opts.port
-    sock = bind(host, port)
+    sock = bind(host, port) if standby is None else None
     store = None
+    failed: list[str] = []  # a component the watchdog handed over to the supervisor
     try:
+        if standby is not None:  # a spare loads beside a live daemon: yield the CPU
+            _niceness(SPARE_NICE)
         store = open_store(cfg.store.url)
-        if items is not None:  # one transaction: the stored catalog is updated or unchanged
+        if items is not None and standby is None:  # one transaction: all or nothing
             store.import_catalog(items)
         products = store.products()
         with quiet():
             live = open_live(opts.avatar, cfg, products)
+        if standby is not None:  # a spare: wait, then take over with the current store
+            freeze_heap()
+            standby()
+            _niceness(0)  # threads and the output process started from here run at it
+            sock = bind(host, port)
+            if items is not None:
+                store.import_catalog(items)
+            products = store.products()
+            live.products = list(products)
         output = LiveOutput(live, sinks_from_config(cfg.output),
-                            encoder=EncoderSettings.from_config(cfg.output))
+                            encoder=EncoderSettings.from_config(cfg.output),
+                            isolate=True)  # clock + sinks in a child: output/pacer.py
         daemon = Daemon(live, token, products, stream_url=stream_url(cfg.output.obs_url),
                         output_stats=lambda: output.stats().as_dict(),
                         preview=output.preview.latest_jpeg if output.preview else None,
                         transcript=StoredTranscript(store), store=store, config=cfg)
         daemon.show = open_show(live, store, cfg.show)
+        assert sock is not None
         daemon.address = (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
         daemon.chat = open_chat(cfg.chat, products, live.say, lambda: live.state.product,
                                 live.backlog)
@@ -148,12 +170,22 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
         server = _server_class()(uvicorn.Config(
             create_app(daemon), log_level="warning", ws_max_size=WS_MAX_BYTES,
             timeout_graceful_shutdown=GRACE_S, lifespan="on", access_log=False))
+        daemon.watchdog = watch(daemon, output, store, cfg)
+        if supervised():  # a dead output cannot be restarted in place: a new daemon can
+
+            def hand_over(name: str, detail: str) -> None:
+                failed.append(name)
+                server.should_exit = True
+
+            daemon.watchdog.escalate = {"output": OUTPUT_DOWN_S}
+            daemon.watchdog.on_escalate = hand_over
         freeze_heap()
         live.start()
         try:
             output.start()
             daemon.chat.start(daemon.receive_chat)
             daemon.show.start()
+            daemon.watchdog.start()
             try:
                 def ready() -> None:
                     announce(_ready(sock, opts.avatar, live, token.describe(),
@@ -169,16 +201,120 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
                     timer.start()
                 asyncio.run(server.serve(sockets=[sock]))
             finally:
+                daemon.watchdog.stop(STOP_S)
                 daemon.show.stop(STOP_S)
                 daemon.chat.close(STOP_S)
                 output.stop(STOP_S)
         finally:
             live.close(STOP_S)
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
         if store is not None:
             store.close()
-    return 0
+    return 1 if failed else 0
+
+
+def supervised() -> bool:
+    """Whether something restarts this daemon when it exits: `serve --supervise` (it
+    sets LIVETWIN_SUPERVISED) or systemd (INVOCATION_ID)."""
+    return bool(os.environ.get("LIVETWIN_SUPERVISED") or os.environ.get("INVOCATION_ID"))
+
+
+def watch(daemon: Any, output: Any, store: Any, cfg: Config) -> Any:
+    """The daemon's watchdog (runtime/watchdog.py) over every part of this serve:
+    output, each sink, the voice and its worker, the LLM server, each chat connector,
+    the store and memory. Not started."""
+    from livetwin.llm.registry import prober
+    from livetwin.output import sinks_from_config
+    from livetwin.runtime import watchdog as wd
+
+    live, chat = daemon.live, daemon.chat
+    dog = wd.Watchdog()
+    dog.add("output", wd.OutputCheck(output.stats))
+    local = {sink.name: sink for sink in output.sinks}
+    for name in [s.name for s in sinks_from_config(cfg.output)]:
+        sink = local.get(name)
+        if sink is None:  # in the isolated output's child, which restarts them itself
+            dog.add(f"sink:{name}", wd.sink_check(name, output.stats, lambda: True,
+                                                  lambda: daemon.started))
+            continue
+        dog.add(f"sink:{name}", wd.sink_check(
+            name, output.stats, wd.sink_alive(output, sink), lambda: daemon.started),
+            wd.sink_restarter(output, sink))
+    health = _voice_health(live.tts)
+    dog.add("voice", wd.VoiceCheck(lambda: not live.dead_threads(), health, live.backlog),
+            lambda: log.warning("health: restarted %s", ", ".join(live.revive())))
+    dog.add("llm", _llm_check(prober(cfg.llm)))
+    show = daemon.show
+    if show is not None:
+        dog.add("show", lambda: _show_check(show), show.revive)
+    if chat is not None:
+        dog.add("chat", lambda: _chat_check(chat), chat.restart_pipeline)
+        for i, conn in enumerate(chat.connectors):
+            dog.add(f"chat:{conn.name}",
+                    wd.chat_check(conn, functools.partial(chat.task_state, i)),
+                    functools.partial(chat.restart, i))
+    dog.add("store", wd.StoreCheck(store.ping))
+    dog.add("memory", wd.memory_check(RSS_LIMIT_MB))
+    dog.extra["queues"] = lambda: {
+        "speech_backlog": live.backlog(),
+        "chat_replies": len(chat.pipeline.queue) if chat is not None else 0}
+    return dog
+
+
+def _show_check(show: Any) -> Any:
+    from livetwin.runtime import watchdog as wd
+
+    if not show.alive():
+        return wd.Check(wd.DOWN, "the show's thread ended", dead=True)
+    product = show.director.current_product or "no product yet"
+    return wd.Check(wd.OK, f"{product}; {show.queued} lines queued, position kept "
+                    f"{show.saves} times")
+
+
+def _chat_check(chat: Any) -> Any:
+    from livetwin.runtime import watchdog as wd
+
+    waiting = len(chat.pipeline.queue)
+    if not chat.pipeline_alive():
+        return wd.Check(wd.DOWN, f"the reply worker ended ({waiting} replies waiting)",
+                        dead=True)
+    return wd.Check(wd.OK, f"{waiting} replies waiting, {chat.pipeline.spoken} spoken")
+
+
+def _voice_health(tts: Any) -> Callable[[], dict[str, Any]]:
+    """FallbackTTS.health of `tts` (looking through the cache wrapper)."""
+    inner = tts
+    while not hasattr(inner, "health") and hasattr(inner, "backend"):
+        inner = inner.backend
+    if hasattr(inner, "health"):
+        return inner.health
+    name = getattr(tts, "name", "voice")
+    return lambda: {"primary": name, "backends": 1, "last_backend": None, "failing": {}}
+
+
+def _llm_check(probe: Callable[[], str] | None) -> Callable[[], Any]:
+    from livetwin.runtime import watchdog as wd
+
+    if probe is None:
+        return lambda: wd.Check(wd.OK, "none configured: script drafts come from templates")
+
+    def run() -> wd.Check:
+        try:
+            return wd.Check(wd.OK, probe())
+        except Exception as exc:
+            return wd.Check(wd.DEGRADED, f"{exc} Script drafts come from templates.")
+    return wd.ProbeCheck(run)
+
+
+def _niceness(value: int) -> None:
+    """Set this thread's niceness (Linux: threads started later inherit it); going back
+    down needs root or CAP_SYS_NICE, else the spare serves at its loading niceness."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), value)
+    except (AttributeError, OSError) as exc:
+        log.warning("could not set the niceness to %d (%s)", value, exc)
 
 
 def freeze_heap() -> None:

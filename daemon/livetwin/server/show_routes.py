@@ -17,6 +17,14 @@
   stored as a NEW draft version whose parent is `id` (an approved version never
   changes); every line goes through the claims checker: 422 `{"detail", "line"}` naming
   the first line that says what the catalog does not.
+- `POST /api/products/{id}/faq` `{"q": [trigger phrases], "a": answer, "chat_id"?}`:
+  the operator's answer saved as a FAQ entry of the product (an entry with the same
+  triggers is replaced), checked like any product (422 `{"detail", "field"}`), stored,
+  and the chat pipeline's answer database rebuilt, so the next viewer who asks it is
+  answered at once. With `chat_id` the question leaves the operator queue -> 201 with the
+  product. Triggers are stored as the answer database compares questions: folded, the
+  product names taken out, closing punctuation dropped ("Is the mug dishwasher safe?"
+  -> "is the dishwasher safe").
 
 After a catalog change the running daemon uses the new records at once: the API's and
 the twin's product lists, the chat pipeline (when it offers `set_products`) and the show
@@ -76,6 +84,12 @@ class LineIn(_Body):
 
 class EditIn(_Body):
     lines: list[LineIn] = Field(max_length=MAX_LINES)
+
+
+class FaqIn(_Body):
+    q: list[str] = Field(min_length=1, max_length=16)
+    a: str = Field(min_length=1, max_length=2_000)
+    chat_id: str | None = Field(None, max_length=32)
 
 
 def add_show_routes(app: FastAPI, daemon: Daemon) -> None:
@@ -187,7 +201,52 @@ def show_router(daemon: Daemon) -> APIRouter:
             return _unprocessable(str(exc), line=int(m.group(1)) if m else None)
         return JSONResponse(record.to_json(), status_code=201)
 
+    @router.post("/api/products/{product_id}/faq", status_code=201)
+    def add_faq(product_id: str, body: FaqIn) -> JSONResponse:
+        from livetwin.server.dashboard import take_off_queue
+
+        store = _store(daemon)
+        item = next((i for i in store.catalog() if i.product.id == product_id), None)
+        if item is None:
+            raise HTTPException(404, f"no product {product_id!r} in the catalog.")
+        triggers = list(dict.fromkeys(t for t in (_trigger(daemon, q) for q in body.q) if t))
+        if not triggers:
+            return _unprocessable("give the question the answer is for.", field="faq.q")
+        record = product_full_json(item.product, item.weight)
+        same = {t.casefold() for t in triggers}
+        faq = [f for f in record["faq"]  # type: ignore[attr-defined]
+               if {str(t).casefold() for t in f["q"]} != same]
+        faq.append({"q": triggers, "a": body.a.strip()})
+        record["faq"] = faq
+        try:
+            new = validate_product(record)
+        except CatalogFieldError as exc:
+            field = exc.field or ""
+            return _unprocessable(str(exc), field=re.sub(r"^faq\.\d+\.", "faq.", field))
+        saved, _ = save_product(daemon, store, new, True)
+        if body.chat_id:
+            take_off_queue(daemon, body.chat_id)
+        return JSONResponse(product_full_json(saved.product), status_code=201)
+
     return router
+
+
+def _trigger(daemon: Daemon, text: str) -> str:
+    """A question as a FAQ trigger phrase, as the answer database compares them: folded
+    (chat/text.py), without the catalog's product names (a question is matched with
+    them taken out), closing punctuation dropped."""
+    from livetwin.chat.text import fold
+
+    phrase = _clean(text)
+    answers = getattr(daemon.chat.pipeline, "answers", None) if daemon.chat else None
+    if answers is None:
+        return phrase
+    return _clean(answers.without_names(fold(phrase))) or phrase
+
+
+def _clean(text: str) -> str:
+    closing = "?!.,;:\u2026\u3002\uff01\uff0c\uff1a\uff1b\uff1f "  # and CJK fullwidth ones
+    return " ".join(text.split()).rstrip(closing).strip()[:200]
 
 
 def _templates(daemon: Daemon, lang: str | None) -> Templates:

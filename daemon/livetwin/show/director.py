@@ -39,6 +39,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from livetwin.events import ChatKind, Product, Utterance, UtteranceSource
 from livetwin.show.claims import ClaimChecker
@@ -55,6 +56,8 @@ GREETING_MAX_AGE_S = 45.0  # "welcome, Anna" later than this is no longer a gree
 MAX_GREETINGS = 3
 MIN_PITCH_KINDS = 3  # a pitch says at least this many of its segment kinds
 PRIORITY = {"operator": 0, "purchase": 1, "question": 2, "greeting": 3}
+STATE_VERSION = 1  # of `snapshot`'s record
+MAX_SAID_KEPT = 2_000  # no-repeat entries kept across a restart (the most recent)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,21 @@ class _Item:
     current: float = 0.0  # smooth weighted round-robin state
 
 
+def _pending_json(p: _Pending, now: float) -> dict[str, Any]:
+    return {"text": p.text, "kind": p.kind, "source": str(p.source),
+            "intents": list(p.intents), "product_id": p.product_id,
+            "reply_to": p.reply_to, "age": round(now - p.queued_at, 3)}
+
+
+def _pending_from(d: dict[str, Any], now: float, away_s: float) -> _Pending | None:
+    try:
+        return _Pending(str(d["text"]), str(d["kind"]), UtteranceSource(d["source"]),
+                        tuple(str(x) for x in d.get("intents", ())), d.get("product_id"),
+                        d.get("reply_to"), now - float(d.get("age", 0.0)) - away_s)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 class Director:
     """What to say next (module doc)."""
 
@@ -118,6 +136,9 @@ class Director:
         self._interrupts: list[tuple[int, int, _Pending]] = []
         self._seq = itertools.count()
         self._said: dict[str, float] = {}
+        # greetings and thanks (they carry viewers' names, so new ones keep coming): in
+        # the order said, forgotten once older than twice the repeat window
+        self._named: dict[str, float] = {}
         self._issued: dict[str, str] = {}
         self.pitches: Counter[str] = Counter()
         self._air = True
@@ -129,6 +150,7 @@ class Director:
         self._last_thanks = float("-inf")
         self._warned_at = float("-inf")
         self.current_product: str | None = None
+        self._unstarted: dict[str, _Pending] = {}  # script lines issued, not yet sounding
         self.set_items(items)
 
     # -------------------------------------------------------------- inputs
@@ -210,19 +232,34 @@ class Director:
     def on_line_started(self, now: float, line_id: str | None = None) -> None:
         if self._outstanding and self._outstanding[0] == line_id:
             self._outstanding = None
+        self._unstarted.pop(line_id or "", None)
         text = self._issued.pop(line_id or "", None)
         if text is not None:  # the repeat window counts from when a line really started
-            self._said[text] = now
+            self._remember(text, now, named=text in self._named)
         self._sounding.add(line_id)
 
     def on_line_ended(self, now: float, line_id: str | None = None) -> None:
         """A line ended (or failed or was skipped)."""
         if self._outstanding and self._outstanding[0] == line_id:
             self._outstanding = None
+        self._unstarted.pop(line_id or "", None)
         self._sounding.discard(line_id)
         self._last_end = now
 
     # -------------------------------------------------------------- output
+
+    def upcoming(self, n: int = 5) -> list[tuple[str, str]]:
+        """The next lines as planned now, (text, segment kind), for the dashboard: the
+        line issued but not yet sounding first (kind "issued"), then queued answers and
+        greetings, then the pitch; the pitch after the planned one is not chosen yet,
+        and a line may still be skipped as said too recently."""
+        out = []
+        issued = self._issued.get(self._outstanding[0]) if self._outstanding else None
+        if issued is not None:
+            out.append((issued, "issued"))
+        queued = [p for _, _, p in self._interrupts] + list(self._plan)
+        return (out + [(p.text, p.kind) for p in queued])[:n]
+
 
     def next_line(self, now: float) -> Cue | None:
         """The line to queue now, or None (module doc)."""
@@ -252,17 +289,100 @@ class Director:
         line_id = f"d{next(self._ids)}"
         if p.source in (UtteranceSource.SCRIPT, UtteranceSource.FILLER,
                         UtteranceSource.GREETING):
-            self._said[p.text] = now
+            self._remember(p.text, now, named=p.source is UtteranceSource.GREETING)
             self._issued[line_id] = p.text
             if len(self._issued) > 100:  # lines that failed before starting
                 self._issued.pop(next(iter(self._issued)))
         self._outstanding = (line_id, now)
         if p.product_id and p.source is UtteranceSource.SCRIPT:
             self.current_product = p.product_id
+            self._unstarted[line_id] = p
+            if len(self._unstarted) > 100:
+                self._unstarted.pop(next(iter(self._unstarted)))
         utt = Utterance(text=p.text, source=p.source, product_id=p.product_id,
                         reply_to=p.reply_to, intents=p.intents, lang=self.templates.lang,
                         id=line_id)
         return Cue(utt, p.kind)
+
+    def _remember(self, text: str, now: float, *, named: bool) -> None:
+        """Note `text` as said at `now` for the no-repeat rule. Script and filler lines
+        are bounded by the catalog; lines with names are forgotten once older than twice
+        the repeat window, else each new viewer's greeting would stay for good."""
+        self._said[text] = now
+        if not named:
+            return
+        self._named.pop(text, None)
+        self._named[text] = now  # the newest last
+        horizon = now - 2 * self.settings.repeat_window_s
+        while self._named:
+            oldest, at = next(iter(self._named.items()))
+            if at >= horizon:
+                break
+            del self._named[oldest]
+            if self._said.get(oldest) == at:
+                del self._said[oldest]
+
+    # -------------------------------------------------------------- crash safety
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """The director's position as plain JSON (kept in the store on every line start,
+        docs/reliability.md): the rest of the pitch in progress (lines issued but not yet
+        sounding first), the rotation, the no-repeat memory (ages, not clock readings),
+        and the operator lines and answers still waiting."""
+        window = self.settings.repeat_window_s
+        unstarted = {p.text for p in self._unstarted.values()}  # issued, never heard
+        said = sorted((now - at, t) for t, at in self._said.items()
+                      if now - at < window and t not in unstarted)
+        waiting = [(rank, p) for rank, _, p in self._interrupts
+                   if rank in (PRIORITY["operator"], PRIORITY["purchase"],
+                               PRIORITY["question"])]
+        return {"v": STATE_VERSION, "lang": self.templates.lang,
+                "current_product": self.current_product,
+                "rotation": {i.item.product.id: i.current for i in self._items},
+                "plan": [_pending_json(p, now) for p in
+                         [*self._unstarted.values(), *self._plan]],
+                "fillers_due": self._fillers_due, "pitches": dict(self.pitches),
+                "said": [[round(age, 3), t] for age, t in said[:MAX_SAID_KEPT]],
+                "waiting": [[rank, _pending_json(p, now)] for rank, p in waiting]}
+
+    def restore(self, state: dict[str, Any], now: float, away_s: float = 0.0) -> bool:
+        """Continue from `snapshot` output taken `away_s` ago (the daemon was down in
+        between): the pitch goes on with its next line, the rotation and the repeat
+        window go on as before. Planned lines are kept only while they are still in an
+        approved script (an approval may have changed while the daemon was down); False
+        when the record does not fit (another language or format): a fresh start."""
+        if state.get("v") != STATE_VERSION or state.get("lang") != self.templates.lang:
+            return False
+        try:
+            rotation = {str(k): float(v) for k, v in state.get("rotation", {}).items()}
+            for item in self._items:
+                item.current = rotation.get(item.item.product.id, item.current)
+            for age, text in state.get("said", []):
+                self._said[str(text)] = now - float(age) - away_s
+            approved = self._approved_sentences()
+            self._plan = deque(p for d in state.get("plan", []) if (p := _pending_from(
+                d, now, away_s)) is not None and (p.product_id, p.text) in approved)
+            for rank, d in state.get("waiting", []):
+                p = _pending_from(d, now, away_s)
+                if p is not None and (rank == PRIORITY["operator"]
+                                      or now - p.queued_at < GREETING_MAX_AGE_S):
+                    self._push(next(k for k, v in PRIORITY.items() if v == rank), p)
+            self._fillers_due = int(state.get("fillers_due", 0))
+            self.pitches.update({str(k): int(v) for k, v in state.get("pitches", {}).items()})
+            current = state.get("current_product")
+            self.current_product = str(current) if current else None
+        except (TypeError, ValueError, StopIteration, KeyError) as exc:
+            log.warning("the stored show position is unusable (%s); starting afresh", exc)
+            return False
+        return True
+
+    def _approved_sentences(self) -> set[tuple[str | None, str]]:
+        out: set[tuple[str | None, str]] = set()
+        for item in self._pitchable():
+            for lines in item.lines.values():
+                for ln in lines:
+                    out.update((item.item.product.id, x) for x in sentences(ln.text))
+        return out
 
     # -------------------------------------------------------------- choosing
 

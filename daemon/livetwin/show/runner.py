@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from livetwin.errors import LivetwinError
 from livetwin.events import ChatKind, UtteranceSource
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
+STATE_KEY = "show"  # the director's record in the store's show_state table
 MAX_MAP = 1_000
 
 
@@ -58,13 +59,17 @@ class ShowRunner:
     """Runs `director` on `live` (module doc)."""
 
     def __init__(self, director: Director, live: LiveLike, *,
-                 clock: Callable[[], float] = time.monotonic, poll_s: float = POLL_S) -> None:
+                 clock: Callable[[], float] = time.monotonic, poll_s: float = POLL_S,
+                 store: Store | None = None) -> None:
         self.director = director
+        self.store = store  # where the show's position is kept (crash safety)
+        self.saves = 0
         self.live = live
         self.clock = clock
         self.poll_s = poll_s
         self._lock = threading.RLock()
         self._ids: dict[str, str] = {}  # live line id -> director line id
+        self._waiting: set[str] = set()  # queued in the twin, not yet sounding
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -77,6 +82,18 @@ class ShowRunner:
         state = self.live.state
         with self._lock:
             self.director.on_air(state.on_air and not state.paused, self.clock())
+        self._thread = threading.Thread(target=self._run, name="livetwin-show", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        """Whether the polling thread runs (for the watchdog; True before start)."""
+        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
+
+    def revive(self) -> None:
+        """Start the polling thread again after it died (the watchdog's restart); the
+        director keeps its state."""
+        if self.alive():
+            return
         self._thread = threading.Thread(target=self._run, name="livetwin-show", daemon=True)
         self._thread.start()
 
@@ -95,9 +112,10 @@ class ShowRunner:
                 log.exception("show step failed")
 
     def step(self) -> str | None:
-        """One poll: queue the director's next line when the twin has nothing waiting;
+        """One poll: queue the director's next line when none of its lines waits in the
+        twin (chat answers may: the twin lets a show line through after two of them);
         the twin's line id, or None."""
-        if self.live.backlog() > 0:
+        if self._waiting:
             return None
         with self._lock:
             now = self.clock()
@@ -120,6 +138,7 @@ class ShowRunner:
                 self.director.on_line_ended(now, u.id)
                 return None
             self._ids[live_id] = u.id
+            self._waiting.add(live_id)
             if len(self._ids) > MAX_MAP:
                 self._ids.pop(next(iter(self._ids)))
             self.queued += 1
@@ -127,14 +146,45 @@ class ShowRunner:
 
     def on_event(self, event: LiveEvent) -> None:
         """LiveTwin subscriber (its dispatcher thread)."""
+        snapshot = None
         with self._lock:
             now = self.clock()
             if isinstance(event, LineStarted):
-                self.director.on_line_started(now, self._ids.get(event.utterance.id))
+                self._waiting.discard(event.utterance.id)
+                line_id = self._ids.get(event.utterance.id)
+                self.director.on_line_started(now, line_id)
+                if line_id is not None and self.store is not None:
+                    snapshot = self.director.snapshot(now)
             elif isinstance(event, LineEnded | LineFailed):
+                self._waiting.discard(event.id)
                 self.director.on_line_ended(now, self._ids.pop(event.id, None))
             elif isinstance(event, StateChanged):
                 self.director.on_air(event.state.on_air and not event.state.paused, now)
+        if snapshot is not None:
+            self.save(snapshot)
+
+    def save(self, snapshot: dict[str, Any]) -> None:
+        """Keep the director's position in the store (one transaction), so a restarted
+        daemon goes on with the next line; a failing store costs only that."""
+        if self.store is None:
+            return
+        try:
+            self.store.save_state(STATE_KEY, snapshot)
+            self.saves += 1
+        except Exception:
+            log.exception("could not keep the show's position in the store")
+
+    def outlook(self, n: int = 5) -> dict[str, object]:
+        """What the dashboard shows of the show (docs/dashboard.md): the audience tier
+        and the profile in force (the spike's during a spike), the viewer count it
+        last saw, the product being pitched and the next `n` lines."""
+        with self._lock:
+            d, now = self.director, self.clock()
+            strategy = d.strategy
+            return {"tier": strategy.tier.name, "min_viewers": strategy.tier.min_viewers,
+                    "profile": strategy.profile(now).name, "spike": strategy.in_spike(now),
+                    "viewers": strategy.count, "product_id": d.current_product,
+                    "next": [{"text": t, "kind": k} for t, k in d.upcoming(n)]}
 
     # -------------------------------------------------------------- inputs
 
@@ -175,4 +225,26 @@ def open_show(live: LiveLike, store: Store, cfg: ShowConfig) -> ShowRunner:
     director = Director(show_items(store, cfg.lang), templates,
                         Strategy(load_strategy(cfg.strategy)),
                         DirectorSettings(cfg.max_gap_s, cfg.repeat_window_s, cfg.lang))
-    return ShowRunner(director, live)
+    runner = ShowRunner(director, live, store=store)
+    restore_show(runner, store)
+    return runner
+
+
+def restore_show(runner: ShowRunner, store: Store, wall: Callable[[], float] = time.time
+                 ) -> bool:
+    """Put the director back where the last daemon left it (its record in the store);
+    False when there is none or it does not fit."""
+    try:
+        found = store.load_state(STATE_KEY)
+    except Exception:
+        log.exception("could not read the show's stored position; starting afresh")
+        return False
+    if found is None:
+        return False
+    state, written = found
+    away = max(0.0, wall() - written)
+    ok = runner.director.restore(state, runner.clock(), away)
+    if ok:
+        log.info("show: continuing where the last run stopped %.0f s ago (%d lines of the "
+                 "pitch left)", away, len(state.get("plan", [])))
+    return ok

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -77,6 +77,18 @@ class FallbackTTS(TTSBackend):
         self.cooldown_s = cooldown_s
         self._clock = clock
         self._failed_at: dict[int, float] = {}
+        self._last_error: dict[int, str] = {}
+        self.last_backend: str | None = None  # the backend that spoke the last sentence
+
+    def health(self) -> dict[str, Any]:
+        """For the watchdog: the primary's name, how many backends there are, which one
+        spoke last and those whose last try failed (name -> error). A failed backend is
+        tried again after `cooldown_s` with the next sentence: that try is the probe
+        that reports it back."""
+        failing = {self.backends[i].name: self._last_error.get(i, "failed")
+                   for i in list(self._failed_at)}
+        return {"primary": self.backends[0].name, "backends": len(self.backends),
+                "last_backend": self.last_backend, "failing": failing}
 
     async def stream(self, text: str, *, lang: str, settings: VoiceSettings | None = None
                      ) -> AsyncIterator[SpeechAudio]:
@@ -109,10 +121,13 @@ class FallbackTTS(TTSBackend):
                     async for audio in self._guarded(backend, sentence, lang, settings):
                         yielded += 1
                         yield audio
-                    self._failed_at.pop(idx, None)
+                    if self._failed_at.pop(idx, None) is not None:
+                        log.info("TTS %s works again", backend.name)
+                    self.last_backend = backend.name
                     return
                 except (BackendError, InputError) as exc:
                     errors.append((backend.name, exc))
+                    self._last_error[idx] = str(exc)
                     if yielded:  # part of this sentence was spoken: do not repeat it
                         self._failed_at[idx] = self._clock()
                         return

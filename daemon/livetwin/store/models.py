@@ -56,3 +56,14 @@ class TranscriptRow(Base):
     source: Mapped[str] = mapped_column(String(16))
     product_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reply_to: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ShowStateRow(Base):
+    """Small state records the daemon keeps across restarts (the show director's
+    position in its rotation: `show`), one JSON value per key."""
+
+    __tablename__ = "show_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float)

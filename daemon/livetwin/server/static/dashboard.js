@@ -9,12 +9,15 @@ const PREVIEW_MS = 400;     // preview refresh (the preview sink makes ~2 JPEG/s
 const HEALTH_MS = 1000;     // fps, A/V health, viewers
 const DECISIONS_MS = 1000;  // chat decisions while some shown message has none yet
 const QUEUE_MS = 3000;      // operator queue while the chat page is shown
+const SHOW_MS = 1000;       // the show's tier and next lines (also fetched after each line event)
+const RETRY_MAX_MS = 3000;  // longest wait between two WebSocket reconnection attempts
 const MAX_ROWS = 300;       // chat rows and transcript lines kept in the page
 // RFC 7230 token characters: what a browser accepts in a WebSocket subprotocol
 const PROTOCOL_SAFE = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, ws: null, wsRetry: 500, page: "live", info: null, paused: false,
+const state = { token: null, ws: null, wsRetry: 500, wsTries: 0, page: "live", info: null, paused: false,
+                gestures: [], showPending: false,
                 chats: new Map(), waitingDecision: new Set(), lines: new Map(),
                 answered: new Set(), products: [], editing: null, focusScript: null };
 
@@ -85,6 +88,8 @@ async function connect() {
   state.info = info;
   showInfo(info);
   openSocket();
+  loadGestures();
+  if (!state.products.length) loadProducts();
   refreshPage();
 }
 
@@ -127,10 +132,22 @@ function openSocket() {
   };
   ws.onclose = (ev) => {
     if (state.ws !== ws) return;
-    setConn(false, "offline");
-    if (ev.code === 4401) { sessionStorage.removeItem(TOKEN_KEY); askToken("The token was refused."); return; }
+    if (ev.code === 4401) {
+      setConn(false, "offline");
+      sessionStorage.removeItem(TOKEN_KEY); askToken("The token was refused."); return;
+    }
+    // a daemon restart or a network blip: say so, and try again until it answers
+    state.wsTries += 1;
+    setConn(false, "reconnecting…", "warn");
+    // what the page showed is no longer known: say so rather than show it stale
+    setText("st-state", "unknown: not connected", "bad");
+    setText("st-av", "unknown: not connected", "muted");
+    $("onair").textContent = "NO CONNECTION";
+    $("onair").className = "onair";
+    banner(`Lost the connection to livetwin: reconnecting (attempt ${state.wsTries})… ` +
+      "Live updates resume by themselves; nothing you typed is lost.");
     setTimeout(openSocket, state.wsRetry);
-    state.wsRetry = Math.min(state.wsRetry * 2, 10000);
+    state.wsRetry = Math.min(state.wsRetry * 2, RETRY_MAX_MS);
   };
 }
 
@@ -142,10 +159,10 @@ function send(msg) {
 
 function onMessage(msg) {
   switch (msg.type) {
-    case "hello": setConn(true, "live"); showState(msg); loadTranscript(); break;
+    case "hello": hello(msg); break;
     case "state": showState(msg); break;
-    case "line_start": lineStart(msg); break;
-    case "line_end": lineEnd(msg); break;
+    case "line_start": lineStart(msg); refreshShowSoon(); break;
+    case "line_end": lineEnd(msg); refreshShowSoon(); break;
     case "chat": addChat(msg); break;
     case "answer": setAnswer(msg.reply_to, msg.text); break;
     case "decision": setDecision(msg.chat_id, msg.action || msg.decision, msg.reason || ""); break;
@@ -154,14 +171,36 @@ function onMessage(msg) {
   }
 }
 
-function setConn(on, text) {
-  setText("conn", text, "pill " + (on ? "on" : "off"));
+function setConn(on, text, cls) {
+  setText("conn", text, "pill " + (cls || (on ? "on" : "off")));
+}
+
+function banner(text) {
+  const b = $("banner");
+  b.textContent = text || "";
+  b.hidden = !text;
+}
+
+async function hello(msg) {
+  const again = state.wsTries > 0;
+  state.wsTries = 0;
+  setConn(true, "live");
+  banner("");
+  showState(msg);
+  loadTranscript();
+  refreshShow();
+  if (again) {  // the daemon may have restarted: its label, connectors and gestures anew
+    try { state.info = await api("GET", "/api/dashboard"); showInfo(state.info); } catch (e) { /* next hello */ }
+    loadGestures();
+    refreshPage();
+  }
 }
 
 // ------------------------------------------------------------------ live view
 
 function showState(s) {
   state.paused = !!s.paused;
+  state.product = s.product || null;
   const p = s.product;
   setText("st-product", p ? `${p.name} · ${p.price} ${p.currency}` : "none");
   const words = [s.paused ? "paused" : "running", s.on_air ? "on air" : "off air"];
@@ -195,7 +234,8 @@ function lineEnd(m) {
 
 function addTranscript(m) {
   if (state.lines.has(m.id)) return;
-  const li = el("li", { "data-line": m.id }, el("span", { class: "src", text: m.source }), m.text);
+  const li = el("li", { "data-line": m.id },
+                el("span", { class: "src", text: KIND_WORDS[m.source] || m.source }), m.text);
   li.title = clock(m.at);
   state.lines.set(m.id, li);
   const list = $("transcript");
@@ -215,6 +255,51 @@ async function loadTranscript() {
   } catch (e) { /* the WebSocket brings new lines anyway */ }
 }
 
+// ------------------------------------------------------------------ the show: tier, next lines
+
+// what each kind of line is, in a shop assistant's words
+const KIND_WORDS = { issued: "getting ready", opener: "intro", feature: "feature", price: "price",
+  urgency: "hurry", follow: "ask to follow", cart: "point to cart", qa_bridge: "invite questions",
+  spike_welcome: "welcome", filler: "small talk", answer: "chat answer", greeting: "greeting",
+  thanks: "thanks", operator: "your line", script: "script" };
+
+function showOutlook(o) {
+  if (!o.running) {
+    setText("st-tier", "no show running", "muted");
+    $("next-lines").replaceChildren();
+    setText("next-empty", "No show director: only lines you say and chat answers play.");
+    $("next-empty").hidden = false;
+    return;
+  }
+  const tier = o.spike ? `${o.tier} · viewer spike (${o.profile} pitch)` : o.tier;
+  setText("st-tier", `${tier} (${o.viewers} viewers)`, o.spike ? "warn" : "");
+  $("next-lines").replaceChildren(...o.next.map((l) =>
+    el("li", {}, el("span", { class: "src", text: KIND_WORDS[l.kind] || l.kind.replaceAll("_", " ") }), l.text)));
+  setText("next-empty", state.paused ? "Paused: the show plans nothing until you resume."
+    : "Nothing planned yet: the next pitch is chosen when the current line ends " +
+      "(a product needs an approved script to be pitched).");
+  $("next-empty").hidden = o.next.length > 0;
+}
+
+async function refreshShow() {
+  if (!state.token || document.hidden) return;
+  try { showOutlook(await api("GET", "/api/show")); } catch (e) { /* next round */ }
+}
+
+/** After a line event: now, and again once the director has handed the twin its next
+ *  line (it does so within a poll, 0.2 s, of a line starting). */
+function refreshShowSoon() {
+  refreshShow();
+  if (state.showPending) return;
+  state.showPending = true;
+  setTimeout(() => { state.showPending = false; refreshShow(); }, 350);
+}
+
+async function pollShow() {
+  if (state.page === "live") await refreshShow();
+  setTimeout(pollShow, SHOW_MS);
+}
+
 function showHealth(h) {
   const live = h.live || {};
   const fps = Number(live.fps || h.fps || 0);
@@ -226,10 +311,14 @@ function showHealth(h) {
   else {
     const failing = (out.sinks || []).filter((s) => s.state !== "connected");
     const bad = !out.running || failing.length > 0;
-    const text = `${out.running ? "running" : "stopped"} · A/V ${(out.av_offset_s * 1000).toFixed(0)} ms` +
-      ` · gap ${out.max_gap_ms.toFixed(0)} ms · late ${out.late_ticks}` +
+    const offset = Math.abs(out.av_offset_s * 1000);
+    const text = (out.running ? "sending" : "STOPPED") +
+      (offset <= 45 ? " · sound in sync" : ` · sound ${offset.toFixed(0)} ms off the picture`) +
+      (out.late_ticks ? ` · ${out.late_ticks} late frames` : "") +
       (failing.length ? " · " + failing.map((s) => `${s.name} ${s.state}`).join(", ") : "");
     setText("st-av", text, bad ? "bad" : out.late_ticks > 0 ? "warn" : "ok");
+    $("st-av").title = `A/V offset ${(out.av_offset_s * 1000).toFixed(0)} ms, longest gap ` +
+      `${out.max_gap_ms.toFixed(0)} ms, late ticks ${out.late_ticks}`;
   }
 }
 
@@ -262,15 +351,69 @@ async function pollPreview() {
 
 function showInfo(info) {
   setText("avatar-name", info.avatar);
-  const label = info.label;
-  setText("label-state", label.on ? `on: “${label.text}”` : "OFF: the AI disclosure label is turned off",
-          label.on ? "ok" : "bad");
+  showLabel(info.label);
   const dl = $("consent");
   dl.replaceChildren();
   if (!info.consent) dl.append(el("dt", { text: "record" }), el("dd", { class: "bad", text: "unknown (not readable)" }));
   else for (const [k, v] of Object.entries(info.consent)) dl.append(el("dt", { text: k }), el("dd", { text: v }));
   setText("st-conn", info.connectors.length ? info.connectors.join(", ") : "none (API and demo only)");
-  setText("st-tier", "—", "muted");
+}
+
+function showLabel(label) {
+  setText("label-state", label.on ? `On the video now: “${label.text}”`
+    : "OFF: the config turned the AI label off (type a text below to show one)", label.on ? "ok" : "bad");
+  if (document.activeElement !== $("label-text")) $("label-text").value = label.text || "";
+}
+
+async function saveLabel(ev) {
+  ev.preventDefault();
+  const form = $("label-form");
+  clearFieldErrors(form);
+  message("label-msg", "");
+  try {
+    const label = await api("POST", "/api/label", { text: $("label-text").value });
+    showLabel(label);
+    message("label-msg", `The video now shows “${label.text}”.`);
+  } catch (e) {
+    const box = $("label-error");
+    box.textContent = e.message;
+    box.hidden = false;
+    $("label-text").classList.add("invalid");
+    $("label-text").focus();
+  }
+}
+
+// ------------------------------------------------------------------ gestures
+
+async function loadGestures() {
+  try { state.gestures = await api("GET", "/api/gestures"); } catch (e) { return; }
+  const sel = $("g-name");
+  const keep = sel.value;
+  const groups = new Map();
+  for (const g of state.gestures) {
+    if (!groups.has(g.category)) groups.set(g.category, el("optgroup", { label: g.category.replaceAll("_", " ") }));
+    groups.get(g.category).append(el("option", { value: g.id, text: g.name }));
+  }
+  sel.replaceChildren(...groups.values());
+  if (keep && state.gestures.some((g) => g.id === keep)) sel.value = keep;
+  $("g-play").disabled = state.gestures.length === 0;
+  describeGesture();
+}
+
+function describeGesture() {
+  const g = state.gestures.find((x) => x.id === $("g-name").value);
+  setText("g-desc", g ? g.description : "This avatar has no gestures.");
+}
+
+async function playGesture(ev) {
+  ev.preventDefault();
+  const name = $("g-name").value;
+  if (!name) { message("g-msg", "Choose a gesture first.", true); return; }
+  try {
+    const r = await api("POST", "/api/gesture", { name });
+    const g = state.gestures.find((x) => x.id === r.name);
+    message("g-msg", `Playing “${g ? g.name : r.name}” now (${r.duration_s.toFixed(1)} s).`);
+  } catch (e) { message("g-msg", e.message, true); }
 }
 
 // ------------------------------------------------------------------ controls
@@ -324,13 +467,32 @@ function setDecision(chatId, action, reason) {
   const tag = c.row.querySelector(".decision");
   tag.textContent = action;
   tag.className = "decision " + action.replace(/[^a-z_]/g, "");
-  c.row.querySelector(".why").textContent = reason;
+  const why = c.row.querySelector(".why");
+  why.textContent = plainReason(action, reason);
+  why.title = reason;  // the pipeline's own words, for the curious
   state.waitingDecision.delete(chatId);
+}
+
+/** The safety gate's reason in a shop assistant's words where it is an answer from the
+ *  catalog ("mug/faq concept [...] (score 1.00)" -> "from the FAQ of Stoneware Mug"). */
+function plainReason(action, reason) {
+  if (action !== "answer") return reason;
+  const SOURCE = { faq: "FAQ", price: "price", stock: "stock count", fact: "facts" };
+  const parts = reason.replace(/ \(score [\d.]+\)$/, "").split("; ").map((part) => {
+    const m = /^([A-Za-z0-9._-]+)\/(faq|price|stock|fact)\b/.exec(part);
+    if (m) {
+      const p = state.products.find((x) => x.id === m[1]);
+      return `from the ${SOURCE[m[2]]} of ${p ? p.name : m[1]}`;
+    }
+    if (part.startsWith("general:")) return "from the shop's general answers";
+    return null;
+  });
+  return parts.every((x) => x) ? "Answered " + parts.join(" and ") : reason;
 }
 
 function setAnswer(chatId, text) {
   const c = state.chats.get(chatId);
-  if (c) c.row.querySelector(".answer").textContent = text;
+  if (c) c.row.querySelector("td.answer").textContent = text;  // not the "decision answer" tag
 }
 
 async function pollDecisions() {
@@ -344,25 +506,48 @@ async function pollDecisions() {
   setTimeout(pollDecisions, DECISIONS_MS);
 }
 
-/** One operator-queue question with a box to answer it on air (as an operator line). */
+/** One operator-queue question: a box to answer it on air (as an operator line), and
+ *  the product whose FAQ keeps the answer when it is also saved. */
 function queueItem(q) {
-  const input = el("input", { type: "text", maxlength: "2000", placeholder: "Answer on air…",
+  const input = el("input", { type: "text", maxlength: "2000", placeholder: "Type the answer…",
                               "aria-label": "Answer to " + String(q.user ?? "") });
-  const form = el("form", { class: "say-form" }, input,
-                  el("button", { type: "submit", class: "primary", text: "Say" }));
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
+  const product = el("select", { class: "faq-product", "aria-label": "Product whose FAQ keeps the answer" },
+    ...state.products.map((p) => el("option", { value: p.id, text: p.name })));
+  const current = state.product && state.products.some((p) => p.id === state.product.id) ? state.product.id : null;
+  if (current) product.value = current;
+  const say = el("button", { type: "submit", class: "primary", text: "Say" });
+  const save = el("button", { type: "button", class: "save-faq", text: "Say + save to FAQ",
+                              title: "Say it now, and save it so the twin answers this question itself next time" });
+  save.disabled = state.products.length === 0;
+  const err = el("p", { class: "field-error", hidden: "" });
+  const form = el("form", { class: "queue-form" }, el("div", { class: "say-form" }, input, say),
+                  el("div", { class: "faq-save" }, el("span", { class: "muted small", text: "FAQ of" }), product, save), err);
+  const answer = async (toFaq) => {
+    clearFieldErrors(form);
     const text = input.value.trim();
-    if (!text) return;
+    if (!text) { err.textContent = "Type the answer first."; err.hidden = false; input.focus(); return; }
     try {
+      let saved = "";
+      if (toFaq) {  // saved first: a refused answer is neither said nor taken off the queue
+        const p = await api("POST", `/api/products/${encodeURIComponent(product.value)}/faq`,
+                            { q: [String(q.text ?? "")], a: text, chat_id: String(q.chat_id) });
+        saved = ` Saved in the FAQ of ${p.name}: the twin answers this question itself from now on.`;
+        loadProducts();
+      }
       const r = await api("POST", "/api/say", { text });
       state.answered.add(q.chat_id);
       setAnswer(q.chat_id, text);
-      message("queue-msg", `Answer queued as line ${r.id}.`);
+      message("queue-msg", `Answer queued as line ${r.id}.${saved}`);
       li.remove();
-      await api("POST", `/api/chat/queue/${encodeURIComponent(q.chat_id)}/done`).catch(() => null);
-    } catch (e) { message("queue-msg", e.message, true); }
-  });
+      if (!toFaq) await api("POST", `/api/chat/queue/${encodeURIComponent(q.chat_id)}/done`).catch(() => null);
+    } catch (e) {
+      err.textContent = e.message;
+      err.hidden = false;
+      input.classList.add("invalid");
+    }
+  };
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); answer(false); });
+  save.addEventListener("click", () => answer(true));
   const li = el("li", { "data-chat": String(q.chat_id) },
                 el("strong", { text: String(q.user ?? "") }), ": ", String(q.text ?? ""), form);
   return li;
@@ -719,7 +904,8 @@ function refreshPage() {
   if (!state.token) return;
   if (state.page === "products") loadProducts();
   if (state.page === "scripts") { loadProducts(); loadScripts(); }
-  if (state.page === "chat") refreshQueue();
+  if (state.page === "chat") { if (!state.products.length) loadProducts(); refreshQueue(); }
+  if (state.page === "live") refreshShow();
 }
 
 function showPage() {
@@ -757,6 +943,9 @@ function wire() {
   $("pf-clear").addEventListener("click", () => { editProduct(null); $("pf-id").focus(); });
   $("pf-faq-add").addEventListener("click", () => { const row = faqRow(); $("pf-faq").append(row); row.querySelector("input").focus(); });
   $("import-form").addEventListener("submit", importCatalog);
+  $("label-form").addEventListener("submit", saveLabel);
+  $("g-form").addEventListener("submit", playGesture);
+  $("g-name").addEventListener("change", describeGesture);
   $("gen-form").addEventListener("submit", (ev) => { ev.preventDefault(); generateScript($("gen-product").value, $("gen-lang").value); });
   window.addEventListener("hashchange", showPage);
 }
@@ -769,3 +958,4 @@ pollHealth();
 pollPreview();
 pollDecisions();
 pollQueue();
+pollShow();

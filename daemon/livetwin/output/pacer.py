@@ -1,0 +1,383 @@
+"""The clock that hands encoded ticks to the sinks, in a thread or in a child process.
+
+`run_clock` is the hand-off loop: tick i goes to the sinks when it is due on the media
+clock; a tick that comes late is handed off at once and counted, and one later than
+`max_catchup_s` re-anchors the clock instead of racing to catch up. `LiveOutput` runs it
+in a thread by default, or, with `isolate=True` (what `livetwin serve` uses), in a child
+process that owns the muxing sinks (OBS over UDP, RTMP, the recording): `ChildPacer`.
+
+Why a process: in `livetwin serve` the tick thread shared the GIL with uvicorn, the chat
+pipeline and the renderer. Under a chat flood it waited up to ~45 ms for the GIL on top
+of its period (2.4 periods between two hand-offs, measured) although the frames were
+encoded ticks ahead. A child has its own interpreter: its clock and its sinks run with
+nothing else holding their GIL, and the parent only has to keep the lead filled.
+
+Protocol: the parent's producer takes one of `lead` semaphore slots, then sends
+("tick", index, samples, packets) over a pipe; the child hands the tick off when due and
+gives the slot back, so the parent stays at most `lead` ticks ahead. ("stop",) ends it:
+what is queued is handed off at once, the sinks drain and close. The child sends its
+counters back every `STATS_EVERY_S` and once at the end. When the parent dies the pipe
+closes and the child stops; when the child dies the parent starts another (the sinks
+reconnect and OBS rejoins at the next keyframe) and counts a restart.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from livetwin.output.encoder import EncodedTick, EncoderSettings
+from livetwin.runtime.clock import MediaClock, RealClock
+
+log = logging.getLogger(__name__)
+
+STATS_EVERY_S = 0.25
+START_WAIT_S = 60.0  # for the first child to run its sinks (imports on a busy machine)
+Ready = tuple[EncodedTick, int]  # an encoded tick and its audio samples
+FLUSH = -1  # "samples" of the tick that carries the encoder's flush
+
+
+@dataclass
+class HandOffStats:
+    """What the clock loop counts. max_gap is the longest time between two hand-offs;
+    long gaps are those over 1.5 periods (the last 50 kept: (tick, ms))."""
+
+    frames: int = 0
+    late: int = 0
+    resyncs: int = 0
+    samples: int = 0
+    max_gap: float = 0.0
+    long_gap_count: int = 0
+    long_gaps: collections.deque[tuple[int, float]] = field(
+        default_factory=lambda: collections.deque(maxlen=50))
+
+    def count(self, samples: int) -> None:
+        """One more tick handed off, with its audio samples (FLUSH: the encoder's last
+        packets, not a frame)."""
+        if samples == FLUSH:
+            return
+        self.frames += 1
+        self.samples += samples
+
+    def plus(self, other: HandOffStats) -> HandOffStats:
+        """These counters followed by `other`'s (a restarted child's)."""
+        gaps = collections.deque(self.long_gaps, maxlen=50)
+        gaps.extend(other.long_gaps)
+        return HandOffStats(self.frames + other.frames, self.late + other.late,
+                            self.resyncs + other.resyncs, self.samples + other.samples,
+                            max(self.max_gap, other.max_gap),
+                            self.long_gap_count + other.long_gap_count, gaps)
+
+    def copy(self) -> HandOffStats:
+        """A snapshot that the loop's later counting does not change."""
+        return replace(self, long_gaps=collections.deque(self.long_gaps, maxlen=50))
+
+
+def run_clock(clock: MediaClock, first: Ready, next_tick: Callable[[], Ready | None],
+              hand_off: Callable[[EncodedTick], None], stop: threading.Event,
+              counters: HandOffStats, max_catchup_s: float) -> Ready | None:
+    """Hand `first` and the ticks `next_tick()` gives off when due (module doc), until
+    `stop` is set or `next_tick()` gives None; return the tick in hand at the stop."""
+    period = 1.0 / clock.fps
+    clock.start()
+    last: float | None = None
+    index = 0
+    ready: Ready | None = first
+    while ready is not None:
+        late = clock.wait_for(index, stop)
+        if stop.is_set():
+            return ready
+        if late > period / 2:
+            counters.late += 1
+        if late > max_catchup_s:
+            counters.resyncs += 1
+            log.warning("output was %.1f s late at tick %d; re-anchoring the clock",
+                        late, index)
+            clock.rebase(index)
+        hand_off(ready[0])
+        now = clock.now()
+        if last is not None:
+            gap = now - last
+            counters.max_gap = max(counters.max_gap, gap)
+            if gap > 1.5 * period:
+                counters.long_gap_count += 1
+                counters.long_gaps.append((index, round(gap * 1000, 1)))
+        last = now
+        counters.count(ready[1])
+        index += 1
+        ready = next_tick()
+    return None
+
+
+def hand_off_all(sinks: Sequence[Any], tick: EncodedTick) -> None:
+    """Give `tick` to every sink; a failing sink must not stop the others or the clock."""
+    for sink in sinks:
+        try:
+            sink.feed(tick)
+        except Exception:
+            log.exception("sink %s failed to take tick %d", sink.name, tick.index)
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """How to build a sink again in the child: its class and constructor arguments."""
+
+    kind: type
+    arg: Any
+    max_queue_s: float
+
+    @classmethod
+    def of(cls, sink: Any) -> SinkSpec | None:
+        """The spec of a muxing sink that can live in the child; None for others
+        (the preview, or a sink this module does not know how to rebuild)."""
+        from livetwin.output.sinks import FileSink, RtmpSink, UdpTsSink
+
+        if type(sink) is FileSink:
+            return cls(FileSink, sink.record_dir, sink.max_queue_s)
+        if type(sink) in (UdpTsSink, RtmpSink):
+            return cls(type(sink), sink.url, sink.max_queue_s)
+        return None
+
+    def build(self) -> Any:
+        """A new, unstarted sink."""
+        return self.kind(self.arg, max_queue_s=self.max_queue_s)
+
+
+@dataclass(frozen=True)
+class ChildArgs:
+    """Everything the child needs, picklable."""
+
+    specs: tuple[SinkSpec, ...]
+    size: tuple[int, int]
+    fps: int
+    sample_rate: int
+    settings: EncoderSettings
+    extradata: tuple[bytes, bytes]  # the parent encoder's (video, audio) extradata
+    max_catchup_s: float
+    log_level: int
+
+
+@dataclass(frozen=True)
+class ChildReport:
+    """The child's counters and its sinks' stats (SinkStats)."""
+
+    counters: HandOffStats
+    sinks: tuple[Any, ...]
+    final: bool = False
+
+
+class ChildPacer:
+    """The parent's side of the child process (module doc)."""
+
+    def __init__(self, args: ChildArgs, lead: int) -> None:
+        self.args, self.lead = args, lead
+        self._ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._slots: Any = None
+        self._reader: threading.Thread | None = None
+        self._base = HandOffStats()  # counters of children that ended
+        self._latest = ChildReport(HandOffStats(), ())
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before start)."""
+        return None if self._proc is None else int(self._proc.pid)
+
+    def alive(self) -> bool:
+        """Whether the child runs."""
+        return self._proc is not None and self._proc.is_alive()
+
+    def start(self, wait_s: float = 0.0) -> None:
+        """Start the child (it builds and starts the sinks, then waits for ticks); with
+        `wait_s`, wait that long for it to report that its sinks run (RuntimeError when
+        it does not)."""
+        data_out, data_in = self._ctx.Pipe(duplex=False)  # (receive end, send end)
+        stats_out, stats_in = self._ctx.Pipe(duplex=False)
+        self._slots = self._ctx.Semaphore(self.lead)
+        self._proc = self._ctx.Process(target=child_main, name="livetwin-output",
+                                       args=(self.args, data_out, stats_in, self._slots),
+                                       daemon=True)
+        self._proc.start()
+        data_out.close()
+        stats_in.close()
+        self._conn = data_in
+        reported = threading.Event()
+        self._reader = threading.Thread(target=self._read_reports,
+                                        args=(stats_out, reported),
+                                        name="live-output-stats", daemon=True)
+        self._reader.start()
+        if wait_s and not reported.wait(wait_s):
+            self._proc.kill()
+            raise RuntimeError(f"the output process did not start within {wait_s:.0f} s "
+                               f"(exit code {self._proc.exitcode})")
+
+    def put(self, tick: EncodedTick, samples: int, stop: threading.Event) -> bool:
+        """Send one tick once the lead allows it (blocks); False when `stop` was set
+        first (the tick is then the caller's to send with `finish`)."""
+        while True:
+            if self._slots.acquire(timeout=0.1):
+                try:
+                    assert self._conn is not None
+                    self._conn.send(("tick", tick.index, samples, tick.packets))
+                    return True
+                except OSError:  # the child died after the check: send to the next one
+                    self._restart()
+                    continue
+            if stop.is_set():
+                return False
+            if not self.alive():
+                self._restart()
+
+    def finish(self, ticks: Sequence[Ready], timeout: float) -> None:
+        """Send the last ticks (handed off at once), stop the child and wait for it."""
+        if self._conn is not None:
+            try:
+                self._conn.send(("drain",))  # stop pacing: what follows goes out at once
+                for tick, samples in ticks:
+                    self._conn.send(("tick", tick.index, samples, tick.packets))
+                self._conn.send(("stop",))
+            except OSError:
+                log.warning("the output child was gone at the stop")
+        if self._proc is not None:
+            self._proc.join(timeout + 2.0)
+            if self._proc.is_alive():
+                log.warning("the output child did not stop within %.1f s", timeout + 2.0)
+                self._proc.kill()
+                self._proc.join(2.0)
+        if self._reader is not None:
+            self._reader.join(2.0)
+        if self._conn is not None:
+            self._conn.close()
+        self._slots = None  # its finalizer unlinks the named semaphore
+
+    def report(self) -> ChildReport:
+        """Counters over every child so far, and the current child's sinks."""
+        with self._lock:
+            latest, base = self._latest, self._base
+        return ChildReport(base.plus(latest.counters), latest.sinks, latest.final)
+
+    def _read_reports(self, conn: Connection, reported: threading.Event) -> None:
+        with conn:
+            while True:
+                try:
+                    report = conn.recv()
+                except (EOFError, OSError):
+                    return
+                with self._lock:
+                    self._latest = report
+                reported.set()
+
+    def _restart(self) -> None:
+        code = self._proc.exitcode if self._proc is not None else None
+        log.warning("the output process ended (exit code %s); starting another", code)
+        if self._reader is not None:
+            self._reader.join(1.0)
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+        self._slots = None
+        with self._lock:
+            self._base = self._base.plus(self._latest.counters)
+            self._latest = ChildReport(HandOffStats(), self._latest.sinks)
+        self.restarts += 1
+        self.start()
+
+
+# -- the child process -------------------------------------------------------------------
+def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
+               slots: Any) -> None:
+    """The child: build the sinks, hand ticks off when due, report (module doc)."""
+    from livetwin.output.encoder import Encoder
+    from livetwin.output.live import raise_priority
+
+    logging.basicConfig(level=args.log_level,
+                        format="%(levelname)s %(name)s (output process): %(message)s")
+    raise_priority()
+    encoder = Encoder(args.size, args.fps, args.sample_rate, args.settings)
+    templates = encoder.templates
+    mine = (bytes(templates.video.codec_context.extradata or b""),
+            bytes(templates.audio.codec_context.extradata or b""))
+    if mine != args.extradata:  # the streams would not decode: fail loudly
+        raise RuntimeError("the output process's encoder parameters differ from the "
+                           "parent's (different PyAV/x264?)")
+    sinks = [spec.build() for spec in args.specs]
+    for sink in sinks:
+        sink.start(templates, args.fps)
+    inbox: collections.deque[Ready] = collections.deque()
+    cv = threading.Condition()
+    stop = threading.Event()
+    counters = HandOffStats()
+
+    def read() -> None:
+        while True:
+            try:
+                msg = inbox_conn.recv()
+            except (EOFError, OSError):  # the parent is gone
+                break
+            if msg[0] == "stop":
+                break
+            if msg[0] == "drain":
+                with cv:
+                    stop.set()
+                    cv.notify()
+                continue
+            _, index, samples, packets = msg
+            with cv:
+                inbox.append((EncodedTick(index, _NO_FRAME, packets), samples))
+                cv.notify()
+        with cv:
+            stop.set()
+            cv.notify()
+
+    def next_tick() -> Ready | None:
+        with cv:
+            while not inbox and not stop.is_set():
+                cv.wait(0.5)
+            return inbox.popleft() if inbox else None
+
+    def hand_off(tick: EncodedTick) -> None:
+        hand_off_all(sinks, tick)
+        slots.release()
+
+    def report(final: bool = False) -> None:
+        with contextlib.suppress(OSError):
+            stats_conn.send(ChildReport(counters.copy(), tuple(s.stats() for s in sinks),
+                                        final))
+
+    def report_often() -> None:
+        while not stop.wait(STATS_EVERY_S):
+            report()
+
+    reader = threading.Thread(target=read, name="output-inbox", daemon=True)
+    reader.start()
+    threading.Thread(target=report_often, name="output-report", daemon=True).start()
+    report()
+    first = next_tick()
+    ready = None
+    if first is not None:
+        ready = run_clock(RealClock(args.fps), first, next_tick, hand_off, stop, counters,
+                          args.max_catchup_s)
+    reader.join()  # until ("stop",) or the parent is gone: every tick sent is in the inbox
+    for tick, samples in ([ready] if ready is not None else []) + list(inbox):
+        hand_off_all(sinks, tick)  # the stop: the ticks sent are part of the stream
+        counters.count(samples)
+    for sink in sinks:
+        sink.stop(5.0)
+    encoder.close()
+    report(final=True)
+    stats_conn.close()
+
+
+_NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # the child gets packets, not frames
