@@ -161,6 +161,12 @@ def _live_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
     return fig
 
 
+def _fault_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
+    from livetwin.runtime.faults import fault_figures
+
+    return fault_figures(log)
+
+
 def _gesture_figures(log: Log, videos: list[Path] | None = None) -> dict[str, Any]:
     from livetwin.gesture.benchmark import gesture_figures
 
@@ -179,6 +185,7 @@ BENCHMARKS: dict[str, Callable[[Log, list[Path] | None], dict[str, Any]]] = {
     "redub": _redub_figures,
     "live": _live_figures,
     "gestures": _gesture_figures,
+    "faults": _fault_figures,
 }
 
 
