@@ -70,6 +70,8 @@ class TTSConfig(_Section):
     backend: str = Field("espeak", description="espeak | piper | http | gpt-sovits")
     fallback: list[str] = Field(["espeak"], description="Backends tried when one fails.")
     timeout_s: float = Field(5.0, gt=0, description="Longest wait for one sentence.")
+    retry_after_s: float = Field(30.0, gt=0, description="A backend that failed is "
+                                 "skipped this long, then tried again with a sentence.")
     cache_mb: int = Field(256, ge=0, description="Disk cache of spoken lines (0 = off).")
     piper: PiperConfig = PiperConfig()
     http: HttpTTSConfig = HttpTTSConfig()

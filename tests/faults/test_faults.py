@@ -4,8 +4,8 @@ daemon recovered. Bounds are generous (two shared cores); the measured figures a
 fault table of `livetwin bench --json --only faults` (livetwin/runtime/faults.py).
 
 The tests run in file order on purpose: a failed voice is skipped by FallbackTTS for
-30 s, so the voice faults are spread between the others and each one first waits until
-the voice-cloning server speaks again."""
+`tts.retry_after_s` (5 s in the rig), so the voice faults are spread between the others
+and each one first waits until the voice-cloning server speaks again."""
 
 from __future__ import annotations
 

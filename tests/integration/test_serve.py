@@ -208,7 +208,9 @@ def test_serve_hanging_voice_sigint_and_loopback(serve_home: Path, tmp_path: Pat
         print(f"\nhanging voice: line after {waited:.2f} s; ticks p50 "
               f"{live['tick_ms_p50']:.2f} ms, p99 {live['tick_ms_p99']:.2f} ms, "
               f"max {live['tick_ms_max']:.2f} ms")
-        assert live["tick_ms_p99"] < 1000 / 25  # within one frame period
+        # the tick never waits on the voice: a tick that did would take the hang (2 s+);
+        # its usual time (p99 well under a period) is a figure of `livetwin bench`
+        assert live["tick_ms_max"] < 1000, live
         lan = _lan_address()
         if lan is not None:
             with pytest.raises(httpx.ConnectError):

@@ -34,6 +34,13 @@ def test_cache_can_be_turned_off() -> None:
     assert isinstance(from_config(TTSConfig(cache_mb=0)), FallbackTTS)
 
 
+def test_a_failed_voice_is_retried_after_the_configured_time() -> None:
+    tts = from_config(TTSConfig(cache_mb=0, retry_after_s=4.0))
+    assert isinstance(tts, FallbackTTS) and tts.cooldown_s == 4.0
+    assert isinstance(from_config(TTSConfig(cache_mb=0)), FallbackTTS)
+    assert TTSConfig().retry_after_s == 30.0
+
+
 def test_yaml_slice_and_mistakes(tmp_path: Path) -> None:
     f = tmp_path / "livetwin.yaml"
     f.write_text("tts:\n  backend: piper\n  fallback: [espeak]\n")

@@ -38,6 +38,7 @@ FPS = 25
 SIZE = "640x360"
 TOKEN = "faults-token-0123456789abcdef"
 TTS_TIMEOUT_S = 2.0  # tts.timeout_s: how long a hanging voice is waited for
+VOICE_RETRY_S = 5.0  # tts.retry_after_s: a failed voice is tried again this soon
 LLM_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 180.0
 POLL_S = 0.2
@@ -176,6 +177,7 @@ class FaultRig:
                 "backend": "http",
                 "fallback": ["espeak"],
                 "timeout_s": TTS_TIMEOUT_S,
+                "retry_after_s": VOICE_RETRY_S,
                 "cache_mb": 0,
                 "http": {"base_url": self.voice.url},
             },

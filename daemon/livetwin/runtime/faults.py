@@ -57,8 +57,8 @@ VOICE_FAILED = "TTS http failed"  # FallbackTTS's warning when the HTTP voice fa
 
 # -- scenarios ----------------------------------------------------------------------------
 def wait_voice_normal(rig: FaultRig, timeout: float = 45.0) -> float | None:
-    """Seconds until the HTTP voice speaks a line again (its 30 s cooldown after a
-    failure), None on timeout."""
+    """Seconds until the HTTP voice speaks a line again (after its `tts.retry_after_s`
+    following a failure), None on timeout."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         text = f"The voice check {_nonce(rig.voice)} is on air."

@@ -68,7 +68,8 @@ def from_config(cfg: TTSConfig, *, voice_ref: Path | None = None) -> TTSBackend:
 
     names = list(dict.fromkeys([cfg.backend, *cfg.fallback]))
     chain = [create(n, **_settings(n, cfg, voice_ref)) for n in names]
-    tts: TTSBackend = FallbackTTS(chain, timeout_s=cfg.timeout_s)
+    tts: TTSBackend = FallbackTTS(chain, timeout_s=cfg.timeout_s,
+                                  cooldown_s=cfg.retry_after_s)
     if cfg.cache_mb:
         tts = CachedTTS(tts, TTSCache(max_bytes=cfg.cache_mb * 2**20))
     return tts
