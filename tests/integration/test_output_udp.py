@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from tests.fakes_output import (
 )
 
 FPS = 25
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("isolate", [False, True], ids=["thread", "child-process"])
@@ -149,3 +154,80 @@ def test_output_never_stalls_with_a_busy_upstream() -> None:
     # two cores shared with other jobs a scheduler hiccup alone reaches ~250 ms.
     assert m.stats.resyncs == 0, m.stats.long_gaps
     assert m.max_gap_frames < FPS, m.stats.long_gaps  # never a second without a frame
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from livetwin.output.live import LiveOutput
+from livetwin.output.sinks import UdpTsSink
+from tests.fakes_output import MarkerSource
+out = LiveOutput(MarkerSource(size=(320, 240), fps=25),
+                 [UdpTsSink(sys.argv[1])], isolate=True, hold_s=30, claim=Path(sys.argv[2]))
+out.start()
+print(out.child_pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_dead_daemons_output_holds_the_picture_until_the_next_one_takes_over(
+        tmp_path: Path) -> None:
+    """kill -9 of the daemon: its output process goes on with the last picture and
+    silence, so the receiver never goes without frames; the next daemon's output takes
+    the sinks over (the claim file) and the holder exits."""
+    from livetwin.runtime.benchmark import _Receiver
+
+    port = free_udp_port()
+    url, claim = f"udp://127.0.0.1:{port}?pkt_size=1316", tmp_path / "output.claim"
+    receiver = _Receiver(port)
+    receiver.start()
+    daemon = subprocess.Popen([sys.executable, "-c", HOLDER, url, str(claim)],
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    out = None
+    try:
+        assert daemon.stdout is not None
+        holder = int(daemon.stdout.readline())
+        time.sleep(3.0)
+        killed_at = time.monotonic()
+        daemon.kill()  # SIGKILL: no goodbye to the output process
+        daemon.wait(10)
+        time.sleep(3.0)
+        assert _alive(holder) and json.loads(claim.read_text())["state"] == "holding"
+        taken_at = time.monotonic()
+        out = LiveOutput(MarkerSource(size=(320, 240), fps=FPS), [UdpTsSink(url)],
+                         isolate=True, hold_s=30, claim=claim)
+        out.start()
+        deadline = time.monotonic() + 10
+        while _alive(holder) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(holder), "the holder did not let go"
+        time.sleep(2.0)
+    finally:
+        if out is not None:
+            out.stop()
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon.wait(10)
+        if daemon.stdout is not None:
+            daemon.stdout.close()
+        receiver.stop()
+    gaps = {name: max((b - a for a, b in itertools.pairwise(t)), default=0.0)
+            for name, t in (("kill", [a for a in receiver.arrivals
+                                      if killed_at - 1 < a < taken_at]),
+                            ("takeover", [a for a in receiver.arrivals if a > taken_at]))}
+    print(f"\nlongest wait for a video packet: {gaps['kill'] * 1000:.0f} ms around the "
+          f"kill, {gaps['takeover'] * 1000:.0f} ms around the take-over")
+    assert receiver.error is None, receiver.error
+    assert len([a for a in receiver.arrivals if killed_at + 0.5 < a < taken_at]) >= 2 * FPS
+    # a stream that stopped would show a gap of the restart's length (~1-9 s)
+    assert gaps["kill"] < 0.5 and gaps["takeover"] < 1.0, gaps
+    assert json.loads(claim.read_text())["pid"] != holder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(
+        f"/proc/{pid}/status").read_text().lower()

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -89,18 +90,22 @@ class LiveOutput:
 
     With `isolate=True` the clock and the muxing sinks (OBS, RTMP, the recording) run in
     a child process (output/pacer.py) and this process only pulls and encodes ahead;
-    the preview stays here. `clock` is then not used (the child runs a real clock)."""
+    the preview stays here. `clock` is then not used (the child runs a real clock). If
+    this process dies, the child holds the last picture for `hold_s` or until the next
+    output process of the same `claim` file takes the sinks over."""
 
     def __init__(self, source: TickSource, sinks: Sequence[Sink],
                  clock: MediaClock | None = None, *,
                  encoder: EncoderSettings | None = None,
                  max_catchup_s: float = MAX_CATCHUP_S, lead_ticks: int = LEAD_TICKS,
-                 isolate: bool = False) -> None:
+                 isolate: bool = False, hold_s: float = 0.0,
+                 claim: Path | None = None) -> None:
         self.source = source
         specs = [SinkSpec.of(s) for s in sinks] if isolate else [None] * len(sinks)
         self.sinks = [s for s, spec in zip(sinks, specs, strict=True) if spec is None]
         self._specs = tuple(spec for spec in specs if spec is not None)
         self.isolate = isolate
+        self.hold_s, self.claim = hold_s, claim  # isolated: see output/pacer.py hold()
         self._pacer: ChildPacer | None = None
         self.clock = clock if clock is not None else RealClock(source.fps)
         if self.clock.fps != source.fps:
@@ -157,7 +162,8 @@ class LiveOutput:
                 self._specs, src.size, src.fps, src.sample_rate, self.settings,
                 (bytes(t.video.codec_context.extradata or b""),
                  bytes(t.audio.codec_context.extradata or b"")),
-                self.max_catchup_s, logging.getLogger().getEffectiveLevel()),
+                self.max_catchup_s, logging.getLogger().getEffectiveLevel(),
+                self.hold_s, str(self.claim) if self.claim else None),
                 self.lead_ticks)
             self._pacer.start(wait_s=START_WAIT_S)
             target = self._produce_isolated

@@ -25,12 +25,17 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import multiprocessing
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -164,6 +169,8 @@ class ChildArgs:
     extradata: tuple[bytes, bytes]  # the parent encoder's (video, audio) extradata
     max_catchup_s: float
     log_level: int
+    hold_s: float = 0.0  # orphaned (the daemon died): hold the picture this long
+    claim: str | None = None  # the claim file shared by the outputs of one livetwin home
 
 
 @dataclass(frozen=True)
@@ -304,6 +311,8 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
 
     logging.basicConfig(level=args.log_level,
                         format="%(levelname)s %(name)s (output process): %(message)s")
+    # Ctrl-C reaches the whole process group: the daemon stops this process ("stop")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise_priority()
     encoder = Encoder(args.size, args.fps, args.sample_rate, args.settings)
     templates = encoder.templates
@@ -312,19 +321,25 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
     if mine != args.extradata:  # the streams would not decode: fail loudly
         raise RuntimeError("the output process's encoder parameters differ from the "
                            "parent's (different PyAV/x264?)")
+    claim = Claim(Path(args.claim)) if args.claim else None
+    if claim is not None:
+        claim.take_over()  # a predecessor holding the picture lets go of the sinks
     sinks = [spec.build() for spec in args.specs]
     for sink in sinks:
         sink.start(templates, args.fps)
     inbox: collections.deque[Ready] = collections.deque()
     cv = threading.Condition()
     stop = threading.Event()
+    orphaned = threading.Event()
     counters = HandOffStats()
+    gop = Gop()
 
     def read() -> None:
         while True:
             try:
                 msg = inbox_conn.recv()
             except (EOFError, OSError):  # the parent is gone
+                orphaned.set()
                 break
             if msg[0] == "stop":
                 break
@@ -349,6 +364,7 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
 
     def hand_off(tick: EncodedTick) -> None:
         hand_off_all(sinks, tick)
+        gop.add(tick)
         slots.release()
 
     def report(final: bool = False) -> None:
@@ -372,12 +388,159 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
     reader.join()  # until ("stop",) or the parent is gone: every tick sent is in the inbox
     for tick, samples in ([ready] if ready is not None else []) + list(inbox):
         hand_off_all(sinks, tick)  # the stop: the ticks sent are part of the stream
+        gop.add(tick)
         counters.count(samples)
+    held = orphaned.is_set() and args.hold_s > 0 and gop.last_index is not None
+    if held:
+        hold(args, encoder, sinks, gop, counters, claim)
     for sink in sinks:
         sink.stop(5.0)
     encoder.close()
     report(final=True)
     stats_conn.close()
+    if claim is not None:
+        claim.release(tell=held)
+
+
+class Gop:
+    """The video packets since the last keyframe, to decode the last picture from."""
+
+    def __init__(self) -> None:
+        self.packets: list[Any] = []
+        self.last_index: int | None = None
+
+    def add(self, tick: EncodedTick) -> None:
+        if tick.index < 0 or not tick.packets:
+            return
+        for pkt in tick.packets:
+            if pkt.kind != "video":
+                continue
+            if pkt.keyframe:
+                self.packets = []
+            self.packets.append(pkt)
+        self.last_index = max(tick.index, self.last_index or 0)
+
+    def last_picture(self, templates: Any, size: tuple[int, int]) -> np.ndarray:
+        """The last frame (RGB), decoded from the keyframe on; black when it cannot be."""
+        import av
+
+        w, h = size
+        try:
+            ctx = av.CodecContext.create("h264", "r")
+            ctx.extradata = bytes(templates.video.codec_context.extradata or b"")
+            frames = []
+            for p in self.packets:
+                frames += ctx.decode(av.Packet(p.data))
+            frames += ctx.decode(None)
+            if frames:
+                return np.asarray(frames[-1].to_ndarray(format="rgb24"), np.uint8)
+        except Exception as exc:  # a picture is a nicety; black is the fallback
+            log.warning("could not decode the last picture to hold (%s)", exc)
+        return np.zeros((h, w, 3), np.uint8)
+
+
+def hold(args: ChildArgs, encoder: Any, sinks: Sequence[Any], gop: Gop,
+         counters: HandOffStats, claim: Claim | None) -> None:
+    """The daemon died: keep the stream going with its last picture and silence, on the
+    same timeline, until the next daemon's output claims the sinks (`Claim`) or `hold_s`
+    pass. A viewer sees the twin freeze for the restart instead of the stream
+    stopping (OBS would show its last frame, then nothing; a platform may end the
+    broadcast)."""
+    from livetwin.output.live import samples_in_tick
+
+    stop = threading.Event()
+    with contextlib.suppress(ValueError):  # not the main thread (tests)
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if claim is not None:
+        claim.write("holding")
+    picture = gop.last_picture(encoder.templates, args.size)
+    assert gop.last_index is not None
+    index = gop.last_index + 1
+    encoder.samples = counters.samples  # audio timestamps go on from the stream's
+    log.warning("the daemon is gone: holding its last picture for up to %.0f s",
+                args.hold_s)
+    clock = RealClock(args.fps)
+    clock.start()
+    k = 0
+    end = time.monotonic() + args.hold_s
+    while time.monotonic() < end and not stop.is_set():
+        if claim is not None and k % args.fps == 0 and claim.taken():
+            break
+        clock.wait_for(k, stop)
+        if stop.is_set():
+            break
+        pcm = np.zeros(samples_in_tick(index, args.fps, args.sample_rate), np.int16)
+        packets = encoder.encode(index, picture, pcm)
+        hand_off_all(sinks, EncodedTick(index, _NO_FRAME, tuple(packets)))
+        counters.count(len(pcm))
+        index += 1
+        k += 1
+    log.warning("held the picture for %.1f s (%d frames)", k / args.fps, k)
+
+
+class Claim:
+    """Which output process holds the sinks of one livetwin home: a small JSON file
+    {"pid", "state": live | holding | released}. An output process takes it over when
+    it starts; one that holds a dead daemon's picture sees that and lets go (a
+    predecessor in "holding" state also gets SIGTERM). Plain files and signals only, so
+    it works on Windows too."""
+
+    WAIT_S = 2.0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def write(self, state: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "state": state}))
+        os.replace(tmp, self.path)
+
+    def take_over(self) -> None:
+        """Become the live output; a holding predecessor is stopped first (waited for
+        up to WAIT_S, so two muxers never write to one UDP address at once)."""
+        prev = self.read()
+        self.write("live")
+        pid = prev.get("pid")
+        if prev.get("state") != "holding" or not isinstance(pid, int) or pid == os.getpid():
+            return
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + self.WAIT_S
+        while time.monotonic() < end:
+            if self._released(pid):
+                return
+            time.sleep(0.02)
+        log.warning("the previous output process %d did not let go in %.0f s", pid,
+                    self.WAIT_S)
+
+    def _released(self, pid: int) -> bool:
+        marker = self.path.with_name(f"{self.path.name}.{pid}.released")
+        if marker.exists():
+            with contextlib.suppress(OSError):
+                marker.unlink()
+            return True
+        return False
+
+    def taken(self) -> bool:
+        """Whether another process has taken the claim."""
+        return self.read().get("pid") not in (None, os.getpid())
+
+    def release(self, *, tell: bool) -> None:
+        """Let go of the sinks; `tell`: a successor may wait for it (`take_over`)."""
+        if tell:
+            with contextlib.suppress(OSError):
+                self.path.with_name(f"{self.path.name}.{os.getpid()}.released").write_text(
+                    "")
+        if self.read().get("pid") == os.getpid():
+            self.write("released")
 
 
 _NO_FRAME = np.zeros((0, 0, 3), np.uint8)  # the child gets packets, not frames

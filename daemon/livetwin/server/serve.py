@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from livetwin.config import Config
+from livetwin.config import Config, home_dir
 from livetwin.errors import InputError
 
 log = logging.getLogger(__name__)
 WS_MAX_BYTES = 64 * 1024
 GRACE_S = 1  # seconds for open connections at shutdown
 STOP_S = 1.0  # for the output and the worker at shutdown
+OUTPUT_HOLD_S = 20.0  # the daemon died: its output holds the picture for a restart
 SPARE_NICE = 10  # a spare (--standby) loads at this niceness, beside the live daemon
 OBS_LISTEN_QUERY = "overrun_nonfatal=1&fifo_size=50000"
 OUTPUT_DOWN_S = 3.0  # supervised: a dead output this long ends the daemon (exit 1)
@@ -156,7 +157,8 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
             live.products = list(products)
         output = LiveOutput(live, sinks_from_config(cfg.output),
                             encoder=EncoderSettings.from_config(cfg.output),
-                            isolate=True)  # clock + sinks in a child: output/pacer.py
+                            isolate=True,  # clock + sinks in a child: output/pacer.py
+                            hold_s=OUTPUT_HOLD_S, claim=home_dir() / "output.claim")
         daemon = Daemon(live, token, products, stream_url=stream_url(cfg.output.obs_url),
                         output_stats=lambda: output.stats().as_dict(),
                         preview=output.preview.latest_jpeg if output.preview else None,
