@@ -335,11 +335,11 @@ def test_the_chat_reply_worker_and_the_show_thread_are_restarted() -> None:
     backlog = OnceKiller(0)
     service = open_chat(ChatConfig(), [], lambda *a, **k: "1", lambda: None, backlog)
     live = make_live()
-    live_backlog = OnceKiller(0)
-    live.backlog = live_backlog  # type: ignore[method-assign]
     show = ShowRunner(
         Director([], load_templates("en"), Strategy(load_strategy())), live, poll_s=0.02
     )
+    show_step = OnceKiller(None)  # the show thread's first poll dies
+    show.step = show_step  # type: ignore[method-assign]
     dog = wd.Watchdog()
     dog.add("chat", lambda: _chat_check(service), service.restart_pipeline)
     dog.add("show", lambda: _show_check(show), show.revive)
@@ -349,7 +349,7 @@ def test_the_chat_reply_worker_and_the_show_thread_are_restarted() -> None:
         until(lambda: not service.pipeline_alive() and not show.alive())
         dog.sample()
         assert service.pipeline_alive() and show.alive() and dog.restarts == 2
-        until(lambda: backlog.calls > 1 and live_backlog.calls > 1)  # working again
+        until(lambda: backlog.calls > 1 and show_step.calls > 1)  # working again
         dog.sample()
         comps = dog.snapshot()["components"]
         assert comps["chat"]["state"] == "ok" and comps["show"]["state"] == "ok"
