@@ -100,3 +100,18 @@ def test_session_against_a_scripted_server() -> None:
                    ("twitch", "Cheer", "cheer50 great", ChatKind.GIFT),
                    ("twitch", "Cheer", "cheer50 great", ChatKind.COMMENT)]
     assert sessions == 2  # RECONNECT: a new session joined
+
+
+def test_backoff_resets_after_a_joined_session_while_that_stays_rare() -> None:
+    now = [0.0]
+    b = Backoff(first_s=1, max_s=30, healthy_s=10, joined_resets=3,
+                rng=random.Random(0), clock=lambda: now[0])
+    waits = [b.next_wait(0.1) for _ in range(4)]  # failed tries: 1, 2, 4, 8 s
+    assert 6.4 <= waits[-1] <= 9.6
+    for _ in range(3):  # in the channel, then dropped: back at once, three times
+        now[0] += 5
+        assert 0.8 <= b.next_wait(3.0, joined=True) <= 1.2
+    now[0] += 5
+    assert 1.6 <= b.next_wait(3.0, joined=True) <= 2.4  # a fourth within a minute: doubling
+    now[0] += 60
+    assert 0.8 <= b.next_wait(3.0, joined=True) <= 1.2  # a minute later it resets again

@@ -3,9 +3,12 @@ over plain TCP, TLS or WebSocket.
 
 `Backoff` doubles the wait after each failed or short-lived session (0.5 s up to 30 s,
 with jitter so many daemons do not reconnect in step) and starts again from the bottom
-after a session that lived `healthy_s`. `open_lines(url)` gives `LineConn` for
-`irc://host:port` (TCP), `ircs://host:port` (TLS) and `ws://` / `wss://` (WebSocket,
-one or more lines per message), so a connector speaks lines and never sockets.
+after a session that lived `healthy_s`, or after one that got into the channel (joined)
+while such resets stay rare (`joined_resets` a minute): a chat that drops now and then
+is back within a second, one that accepts and drops at once is still backed off.
+`open_lines(url)` gives `LineConn` for `irc://host:port` (TCP), `ircs://host:port`
+(TLS) and `ws://` / `wss://` (WebSocket, one or more lines per message), so a connector
+speaks lines and never sockets.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import random
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,11 +39,20 @@ class Backoff:
     first_s: float = 0.5
     max_s: float = 30.0
     healthy_s: float = 10.0
+    joined_resets: int = 5  # a minute
     rng: random.Random = field(default_factory=random.Random)
     current: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+    _resets: list[float] = field(default_factory=list)
 
-    def next_wait(self, session_s: float) -> float:
-        """Seconds to wait before the next try, after a session that lasted `session_s`."""
+    def next_wait(self, session_s: float, *, joined: bool = False) -> float:
+        """Seconds to wait before the next try, after a session that lasted `session_s`
+        (`joined`: it got into the channel)."""
+        now = self.clock()
+        self._resets = [t for t in self._resets if now - t < 60.0]
+        if joined and len(self._resets) < self.joined_resets:
+            self._resets.append(now)
+            self.current = 0.0
         if session_s >= self.healthy_s:
             self.current = 0.0
         self.current = self.first_s if self.current == 0 else min(self.max_s,

@@ -96,6 +96,7 @@ class TwitchChat:
         """Read the channel until cancelled, reconnecting with backoff."""
         while True:
             started = time.monotonic()
+            joined = False
             try:
                 conn = await open_lines(self.cfg.url)
             except (TimeoutError, OSError) as exc:
@@ -106,9 +107,10 @@ class TwitchChat:
                 except (TimeoutError, OSError) as exc:
                     log.warning("twitch: connection lost (%s)", exc)
                 finally:
+                    joined = self.joined.is_set()
                     self.joined.clear()
                     await conn.close()
-            wait = self.backoff.next_wait(time.monotonic() - started)
+            wait = self.backoff.next_wait(time.monotonic() - started, joined=joined)
             log.info("twitch: reconnecting in %.1f s", wait)
             await asyncio.sleep(wait)
 
