@@ -5,6 +5,7 @@ answer priority, operator lines first, pause, greeting by name)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 
@@ -177,6 +178,27 @@ def test_answers_slot_in_at_sentence_boundaries_by_priority() -> None:
         order.append((cue.utterance.source, cue.utterance.reply_to))
     assert order == [(UtteranceSource.OPERATOR, None), (UtteranceSource.ANSWER, "c2"),
                      (UtteranceSource.ANSWER, "c1"), (UtteranceSource.GREETING, None)]
+
+
+def test_a_busy_room_greets_between_pitch_lines_not_instead_of_them() -> None:
+    t = load_templates("en")
+    d = director(t, approved(t), DirectorSettings(repeat_window_s=60.0))
+    sources = []
+    now = 0.0
+    for k in range(24):  # a follow or a gift by name every second, more than are said
+        for j in range(3):
+            d.on_chat(ChatKind.FOLLOW if j % 2 else ChatKind.GIFT, f"fan{k}_{j}", now)
+        cue = d.next_line(now)
+        while cue is None:  # the runner polls through the pitch's pause
+            now += 0.25
+            cue = d.next_line(now)
+        d.on_line_started(now, cue.utterance.id)
+        now += 3.0
+        d.on_line_ended(now, cue.utterance.id)
+        sources.append(cue.utterance.source)
+    social = [s is UtteranceSource.GREETING for s in sources]
+    assert 0.4 <= sum(social) / len(social) <= 0.6, sources  # thanks still said, half
+    assert not any(a and b for a, b in itertools.pairwise(social)), sources
 
 
 def test_script_lines_come_one_sentence_at_a_time() -> None:

@@ -39,7 +39,7 @@ from livetwin.runtime.clock import MediaClock, RealClock
 log = logging.getLogger(__name__)
 
 MAX_CATCHUP_S = 1.0  # later than this, re-anchor the clock instead of racing to catch up
-LEAD_TICKS = 3  # ticks pulled and encoded ahead of the clock (absorbs I-frames, GC, bursts)
+LEAD_TICKS = 5  # ticks pulled and encoded ahead of the clock (absorbs I-frames, GC, bursts)
 TICK_NICE = -10  # the tick thread's niceness where allowed (root / CAP_SYS_NICE)
 
 
@@ -79,6 +79,7 @@ class OutputStats:
     long_gap_count: int = 0  # hand-off gaps over 1.5 periods
     long_gaps: tuple[tuple[int, float], ...] = ()  # the last 50 of them: (tick, ms)
     output_restarts: int = 0  # isolated output: child processes started again
+    starved_ticks: int = 0  # late ticks that were not encoded yet when due
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (for /api/health and `livetwin bench`)."""
@@ -202,7 +203,8 @@ class LiveOutput:
             encode_ms_mean=self._enc_total / n * 1000, encode_ms_max=self._enc_max * 1000,
             sinks=tuple(child_sinks) + tuple(s.stats() for s in self.sinks),
             long_gap_count=c.long_gap_count, long_gaps=tuple(c.long_gaps),
-            output_restarts=self._pacer.restarts if self._pacer is not None else 0)
+            output_restarts=self._pacer.restarts if self._pacer is not None else 0,
+            starved_ticks=c.starved)
 
     # -- the tick thread --------------------------------------------------------------
     def _run(self) -> None:

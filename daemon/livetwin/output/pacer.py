@@ -64,6 +64,7 @@ class HandOffStats:
     long_gap_count: int = 0
     long_gaps: collections.deque[tuple[int, float]] = field(
         default_factory=lambda: collections.deque(maxlen=50))
+    starved: int = 0  # late ticks that were not encoded yet when due (upstream behind)
 
     def count(self, samples: int) -> None:
         """One more tick handed off, with its audio samples (FLUSH: the encoder's last
@@ -80,7 +81,8 @@ class HandOffStats:
         return HandOffStats(self.frames + other.frames, self.late + other.late,
                             self.resyncs + other.resyncs, self.samples + other.samples,
                             max(self.max_gap, other.max_gap),
-                            self.long_gap_count + other.long_gap_count, gaps)
+                            self.long_gap_count + other.long_gap_count, gaps,
+                            self.starved + other.starved)
 
     def copy(self) -> HandOffStats:
         """A snapshot that the loop's later counting does not change."""
@@ -97,12 +99,15 @@ def run_clock(clock: MediaClock, first: Ready, next_tick: Callable[[], Ready | N
     last: float | None = None
     index = 0
     ready: Ready | None = first
+    got = clock.now()
     while ready is not None:
         late = clock.wait_for(index, stop)
         if stop.is_set():
             return ready
         if late > period / 2:
             counters.late += 1
+            if got - clock.due(index) > period / 2:
+                counters.starved += 1
         if late > max_catchup_s:
             counters.resyncs += 1
             log.warning("output was %.1f s late at tick %d; re-anchoring the clock",
@@ -120,6 +125,7 @@ def run_clock(clock: MediaClock, first: Ready, next_tick: Callable[[], Ready | N
         counters.count(ready[1])
         index += 1
         ready = next_tick()
+        got = clock.now()
     return None
 
 

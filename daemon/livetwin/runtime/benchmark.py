@@ -296,6 +296,13 @@ def _measure(proc: subprocess.Popen[str], port: int, receiver: _Receiver,
                 "speaking_share": round(speaking / max(polls, 1), 2),
                 "frames": o1["frames"] - o0["frames"],
                 "late_ticks": o1["late_ticks"] - o0["late_ticks"],
+                # late because the tick was not encoded in time (the daemon behind),
+                # not because the output's clock woke late
+                "starved_ticks": o1.get("starved_ticks", 0) - o0.get("starved_ticks", 0),
+                # the longest hand-off gap of the phase, when one was over 1.5 periods
+                "daemon_max_gap_frames": max(
+                    (round(ms * FPS / 1000.0, 2) for tick, ms in o1.get("long_gaps", [])
+                     if o0["frames"] <= tick < o1["frames"]), default=None),
                 "chat_accepted": sum(sent),
                 "received_video_packets": len(gaps) + 1 if gaps else 0,
                 "received_max_gap_frames": round(max(gaps) * FPS, 2) if gaps else None,

@@ -40,6 +40,7 @@ MAX_EVENTS = 100
 # only costs a feature (chat, LLM drafts), so the daemon is "degraded"
 VITAL = ("output", "voice", "store")
 RESTART_MIN_S = 5.0  # a component is restarted at most this often
+FPS_WINDOW_S = 5.0  # the output's fps is judged over this long
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,10 @@ class OutputCheck:
     ) -> None:
         self.stats, self.clock = stats, clock
         self._last: tuple[float, int, int, int, int] | None = None
+        # (time, frames) of recent samples: the fps is judged over FPS_WINDOW_S, since
+        # an isolated output's frame count arrives in 0.25 s steps (a one-second window
+        # read 19 or 31 fps of 25 and flapped the state)
+        self._frames: deque[tuple[float, int]] = deque(maxlen=64)
         self.fps = 0.0
 
     def __call__(self) -> Check:
@@ -291,10 +296,17 @@ class OutputCheck:
         if last is None or now <= last[0]:
             return Check(OK, f"{s.frames} frames")
         if restarts != last[4] or s.frames < last[1]:  # counters start again in a new child
+            self._frames.clear()
             return Check(
                 DEGRADED, f"the output's child process was restarted ({restarts} restarts so far)"
             )
-        self.fps = (s.frames - last[1]) / (now - last[0])
+        if not self._frames:
+            self._frames.append((last[0], last[1]))
+        self._frames.append((now, s.frames))
+        while len(self._frames) > 2 and now - self._frames[1][0] >= FPS_WINDOW_S:
+            self._frames.popleft()
+        t0, f0 = self._frames[0]
+        self.fps = (s.frames - f0) / (now - t0)
         gaps, resyncs = s.long_gap_count - last[2], s.resyncs - last[3]
         detail = (
             f"{self.fps:.1f} fps of {s.fps}, {gaps} long gaps, max gap "
