@@ -328,11 +328,7 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
         raise RuntimeError("the output process's encoder parameters differ from the "
                            "parent's (different PyAV/x264?)")
     claim = Claim(Path(args.claim)) if args.claim else None
-    if claim is not None:
-        claim.take_over()  # a predecessor holding the picture lets go of the sinks
-    sinks = [spec.build() for spec in args.specs]
-    for sink in sinks:
-        sink.start(templates, args.fps)
+    sinks = [spec.build() for spec in args.specs]  # started with the first tick
     inbox: collections.deque[Ready] = collections.deque()
     cv = threading.Condition()
     stop = threading.Event()
@@ -387,6 +383,12 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
     threading.Thread(target=report_often, name="output-report", daemon=True).start()
     report()
     first = next_tick()
+    # Only now, with a frame to send, a predecessor that holds a dead daemon's picture
+    # is told to let go of the sinks (the viewer's gap is that hand-over, ~50 ms).
+    if first is not None and claim is not None:
+        claim.take_over()
+    for sink in sinks:
+        sink.start(templates, args.fps)
     ready = None
     if first is not None:
         ready = run_clock(RealClock(args.fps), first, next_tick, hand_off, stop, counters,
@@ -523,7 +525,7 @@ class Claim:
         while time.monotonic() < end:
             if self._released(pid):
                 return
-            time.sleep(0.02)
+            time.sleep(0.005)
         log.warning("the previous output process %d did not let go in %.0f s", pid,
                     self.WAIT_S)
 
