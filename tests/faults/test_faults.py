@@ -98,8 +98,7 @@ def test_tts_truncated_wav_falls_back_to_espeak(rig: FaultRig) -> None:
 
 
 def test_disk_full_stops_the_recording_not_the_stream(rig: FaultRig) -> None:
-    if not rig.record_fs:
-        pytest.skip("a full disk needs root here (a small tmpfs is mounted)")
+    need(rig.record_fs, "root, to mount the small tmpfs of the full disk,")
     row = faults.disk_full(rig)
     d = row.detail
     assert d["noticed_s"] is not None, "the daemon did not notice the full disk"
@@ -113,8 +112,6 @@ def test_disk_full_stops_the_recording_not_the_stream(rig: FaultRig) -> None:
 
 
 def test_sigkill_mid_line_restarts_and_the_show_goes_on(rig: FaultRig) -> None:
-    if "--supervise" not in rig.command:
-        pytest.skip("livetwin serve --supervise is not in this build")
     row = faults.sigkill_mid_line(rig)
     print(row.as_dict())
     d = row.detail

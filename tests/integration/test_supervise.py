@@ -220,18 +220,8 @@ def stored_plan(db: Path) -> list[dict[str, Any]] | None:
     return plan
 
 
-COLD = pytest.param(
-    False,
-    id="cold",
-    marks=pytest.mark.skipif(
-        not os.environ.get("LIVETWIN_RESTART_COLD"),
-        reason="the cold restart figure: set LIVETWIN_RESTART_COLD=1 (about 30 s more)",
-    ),
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("spare", [pytest.param(True, id="spare"), COLD])
+@pytest.mark.parametrize("spare", [True, False], ids=["spare", "cold"])
 def test_supervised_daemon_survives_kill_9_and_continues_the_show(
     serve_home: Path, tmp_path: Path, spare: bool
 ) -> None:
