@@ -103,6 +103,7 @@ class LiveOutput:
                  claim: Path | None = None) -> None:
         self.source = source
         specs = [SinkSpec.of(s) for s in sinks] if isolate else [None] * len(sinks)
+        self.sink_names = [s.name for s in sinks]  # here or in the isolated child
         self.sinks = [s for s, spec in zip(sinks, specs, strict=True) if spec is None]
         self._specs = tuple(spec for spec in specs if spec is not None)
         self.isolate = isolate
@@ -336,7 +337,14 @@ class LiveOutput:
 def raise_priority() -> None:
     """Lower this thread's niceness: on two busy cores the scheduler then wakes the tick
     thread on time (measured: fewer hand-off gaps over 1.5 periods). Best effort."""
+    set_niceness(TICK_NICE, quiet=True)
+
+
+def set_niceness(value: int, *, quiet: bool = False) -> None:
+    """Set this thread's niceness (Linux: threads and processes started from it later
+    inherit it). Lowering it needs root or CAP_SYS_NICE; without, it stays as it was
+    (logged at debug level when `quiet`, else as a warning)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TICK_NICE)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), value)
     except (AttributeError, OSError) as exc:  # not Linux, or not permitted
-        log.debug("tick thread keeps its priority: %s", exc)
+        (log.debug if quiet else log.warning)("niceness stays (not %d): %s", value, exc)

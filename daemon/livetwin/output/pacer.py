@@ -185,7 +185,6 @@ class ChildReport:
 
     counters: HandOffStats
     sinks: tuple[Any, ...]
-    final: bool = False
 
 
 class ChildPacer:
@@ -279,7 +278,7 @@ class ChildPacer:
         """Counters over every child so far, and the current child's sinks."""
         with self._lock:
             latest, base = self._latest, self._base
-        return ChildReport(base.plus(latest.counters), latest.sinks, latest.final)
+        return ChildReport(base.plus(latest.counters), latest.sinks)
 
     def _read_reports(self, conn: Connection, reported: threading.Event) -> None:
         with conn:
@@ -369,10 +368,9 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
         gop.add(tick)
         slots.release()
 
-    def report(final: bool = False) -> None:
+    def report() -> None:
         with contextlib.suppress(OSError):
-            stats_conn.send(ChildReport(counters.copy(), tuple(s.stats() for s in sinks),
-                                        final))
+            stats_conn.send(ChildReport(counters.copy(), tuple(s.stats() for s in sinks)))
 
     def report_often() -> None:
         while not stop.wait(STATS_EVERY_S):
@@ -404,7 +402,7 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
     for sink in sinks:
         sink.stop(5.0)
     encoder.close()
-    report(final=True)
+    report()  # the last counters
     stats_conn.close()
     if claim is not None:
         claim.release(tell=held)

@@ -372,11 +372,7 @@ def measured(rig: FaultRig, row: FaultRow) -> Iterator[None]:
             row.receiver_max_gap_frames = round(max(rg) * FPS, 2)
     row.silence_s = longest_silence([s for s in rig.samples if t0 <= s.at <= t1])
     store1 = rig.store_check()
-    row.store_ok = (
-        store1["integrity"] == "ok"
-        and store1.get("approved") == store0.get("approved")
-        and store1.get("transcript", 0) >= store0.get("transcript", 0)
-    )
+    row.store_ok = store_kept(store0, store1)
     row.detail.setdefault("store", store1)
 
 
@@ -409,3 +405,13 @@ def wait_until(pred: Callable[[], bool], timeout: float) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+def store_kept(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Nothing lost from the store: it passes its integrity check, the approvals are
+    the same and the transcript did not shrink."""
+    return (
+        after["integrity"] == "ok"
+        and after.get("approved") == before.get("approved")
+        and after.get("transcript", 0) >= before.get("transcript", 0)
+    )

@@ -49,6 +49,7 @@ from livetwin.runtime.fault_rig import (
     FaultRow,
     longest_silence,
     measured,
+    store_kept,
     wait_until,
 )
 
@@ -351,11 +352,7 @@ def sigkill_mid_line(rig: FaultRig) -> FaultRow:
         row.detail["receiver_error"] = rig.receiver.error
     row.silence_s = longest_silence([x for x in rig.samples if t0 <= x.at <= t1])
     store1 = rig.store_check()
-    row.store_ok = (
-        store1["integrity"] == "ok"
-        and store1.get("approved") == store0.get("approved")
-        and store1.get("transcript", 0) >= store0.get("transcript", 0)
-    )
+    row.store_ok = store_kept(store0, store1)
     row.detail.update(store_before=store0, store=store1)
     return row
 

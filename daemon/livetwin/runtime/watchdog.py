@@ -473,33 +473,17 @@ def chat_check(
     return check
 
 
-class StoreCheck:
-    """The store answers a trivial query (every `every_s`, cheap with SQLite)."""
+def store_check(ping: Callable[[], str], every_s: float = 5.0) -> ProbeCheck:
+    """The store answers a trivial query, probed every `every_s` off the sampling path
+    (a locked database must not hold up the other checks)."""
 
-    def __init__(
-        self,
-        ping: Callable[[], str],
-        every_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.ping, self.every_s, self.clock = ping, every_s, clock
-        self._at = float("-inf")
-        self._result = Check(OK, "")
+    def probe() -> Check:
+        t0 = time.perf_counter()
+        what = ping()
+        ms = (time.perf_counter() - t0) * 1000
+        return Check(OK if ms < 500 else DEGRADED, f"{what}, answered in {ms:.1f} ms")
 
-    def __call__(self) -> Check:
-        now = self.clock()
-        if now - self._at >= self.every_s:
-            self._at = now
-            t0 = time.perf_counter()
-            try:
-                what = self.ping()
-                ms = (time.perf_counter() - t0) * 1000
-                self._result = Check(
-                    OK if ms < 500 else DEGRADED, f"{what}, answered in {ms:.1f} ms"
-                )
-            except Exception as exc:
-                self._result = Check(DOWN, f"{type(exc).__name__}: {str(exc)[:200]}")
-        return self._result
+    return ProbeCheck(probe, every_s)
 
 
 def memory_check(limit_mb: float, rss: Callable[[], float] = rss_mb) -> Callable[[], Check]:

@@ -122,6 +122,7 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
 
     from livetwin.chat.registry import open_chat
     from livetwin.output import EncoderSettings, LiveOutput, sinks_from_config
+    from livetwin.output.live import set_niceness
     from livetwin.runtime.live import open_live
     from livetwin.server.app import Daemon, create_app
     from livetwin.server.auth import resolve_token
@@ -139,7 +140,7 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
     failed: list[str] = []  # a component the watchdog handed over to the supervisor
     try:
         if standby is not None:  # a spare loads beside a live daemon: yield the CPU
-            _niceness(SPARE_NICE)
+            set_niceness(SPARE_NICE)
         store = open_store(cfg.store.url)
         if items is not None and standby is None:  # one transaction: all or nothing
             store.import_catalog(items)
@@ -149,7 +150,7 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
         if standby is not None:  # a spare: wait, then take over with the current store
             freeze_heap()
             standby()
-            _niceness(0)  # threads and the output process started from here run at it
+            set_niceness(0)  # threads and the output process started from here run at it
             sock = bind(host, port)
             if items is not None:
                 store.import_catalog(items)
@@ -228,14 +229,13 @@ def watch(daemon: Any, output: Any, store: Any, cfg: Config) -> Any:
     output, each sink, the voice and its worker, the LLM server, each chat connector,
     the store and memory. Not started."""
     from livetwin.llm.registry import prober
-    from livetwin.output import sinks_from_config
     from livetwin.runtime import watchdog as wd
 
     live, chat = daemon.live, daemon.chat
     dog = wd.Watchdog()
     dog.add("output", wd.OutputCheck(output.stats))
     local = {sink.name: sink for sink in output.sinks}
-    for name in [s.name for s in sinks_from_config(cfg.output)]:
+    for name in output.sink_names:
         sink = local.get(name)
         if sink is None:  # in the isolated output's child, which restarts them itself
             dog.add(f"sink:{name}", wd.sink_check(name, output.stats, lambda: True,
@@ -257,7 +257,7 @@ def watch(daemon: Any, output: Any, store: Any, cfg: Config) -> Any:
             dog.add(f"chat:{conn.name}",
                     wd.chat_check(conn, functools.partial(chat.task_state, i)),
                     functools.partial(chat.restart, i))
-    dog.add("store", wd.StoreCheck(store.ping))
+    dog.add("store", wd.store_check(store.ping))
     dog.add("memory", wd.memory_check(RSS_LIMIT_MB))
     dog.extra["queues"] = lambda: {
         "speech_backlog": live.backlog(),
@@ -308,15 +308,6 @@ def _llm_check(probe: Callable[[], str] | None) -> Callable[[], Any]:
         except Exception as exc:
             return wd.Check(wd.DEGRADED, f"{exc} Script drafts come from templates.")
     return wd.ProbeCheck(run)
-
-
-def _niceness(value: int) -> None:
-    """Set this thread's niceness (Linux: threads started later inherit it); going back
-    down needs root or CAP_SYS_NICE, else the spare serves at its loading niceness."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), value)
-    except (AttributeError, OSError) as exc:
-        log.warning("could not set the niceness to %d (%s)", value, exc)
 
 
 def freeze_heap() -> None:
