@@ -382,11 +382,22 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
     report()
     first = next_tick()
     # Only now, with a frame to send, a predecessor that holds a dead daemon's picture
-    # is told to let go of the sinks (the viewer's gap is that hand-over, ~50 ms).
-    if first is not None and claim is not None:
-        claim.take_over()
-    for sink in sinks:
+    # is told to let go of the sinks. It stops sending at once and frees the shared
+    # sinks first, while this process starts its own, so the viewer's gap is about one
+    # frame period; a one-publisher sink (RTMP) starts once the predecessor closed it.
+    shared = [s for s in sinks if not getattr(s, "one_publisher", False)]
+    exclusive = [s for s in sinks if s not in shared]
+    prev = claim.take_over() if first is not None and claim is not None else None
+    for sink in shared:
         sink.start(templates, args.fps)
+    if prev is not None and claim is not None:
+        claim.wait_released(prev, "picture")
+        threading.Thread(target=_start_after, args=(claim, prev, exclusive, templates,
+                                                    args.fps),
+                         name="output-late-sinks", daemon=True).start()
+    else:
+        for sink in exclusive:
+            sink.start(templates, args.fps)
     ready = None
     if first is not None:
         ready = run_clock(RealClock(args.fps), first, next_tick, hand_off, stop, counters,
@@ -399,13 +410,25 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
     held = orphaned.is_set() and args.hold_s > 0 and gop.last_index is not None
     if held:
         hold(args, encoder, sinks, gop, counters, claim)
-    for sink in sinks:
+    for sink in shared:
+        sink.stop(5.0)
+    if held and claim is not None:
+        claim.release("picture")  # the successor may send now
+    for sink in exclusive:
         sink.stop(5.0)
     encoder.close()
     report()  # the last counters
     stats_conn.close()
     if claim is not None:
-        claim.release(tell=held)
+        claim.release("all" if held else None)
+
+
+def _start_after(claim: Claim, prev: int, sinks: Sequence[Any], templates: Any,
+                 fps: int) -> None:
+    """Start `sinks` once the predecessor `prev` closed all of its own (or gave up)."""
+    claim.wait_released(prev, "all")
+    for sink in sinks:
+        sink.start(templates, fps)
 
 
 class Gop:
@@ -488,10 +511,13 @@ class Claim:
     """Which output process holds the sinks of one livetwin home: a small JSON file
     {"pid", "state": live | holding | released}. An output process takes it over when
     it starts; one that holds a dead daemon's picture sees that and lets go (a
-    predecessor in "holding" state also gets SIGTERM). Plain files and signals only, so
-    it works on Windows too."""
+    predecessor in "holding" state also gets SIGTERM), in two stages that it writes
+    to a marker file: "picture" once it stopped sending to the shared sinks (OBS over
+    UDP, the recording), "all" once it also closed its one-publisher sinks (RTMP).
+    Plain files and signals only, so it works on Windows too."""
 
     WAIT_S = 2.0
+    POLL_S = 0.002
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -504,48 +530,60 @@ class Claim:
             return {}
 
     def write(self, state: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "state": state}))
-        os.replace(tmp, self.path)
+        self._write(self.path, json.dumps({"pid": os.getpid(), "state": state}))
 
-    def take_over(self) -> None:
-        """Become the live output; a holding predecessor is stopped first (waited for
-        up to WAIT_S, so two muxers never write to one UDP address at once)."""
+    def _write(self, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    def _marker(self, pid: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{pid}.released")
+
+    def take_over(self) -> int | None:
+        """Become the live output; a holding predecessor is told to let go (SIGTERM) and
+        its pid returned, for `wait_released`; None when there is none."""
         prev = self.read()
         self.write("live")
         pid = prev.get("pid")
         if prev.get("state") != "holding" or not isinstance(pid, int) or pid == os.getpid():
-            return
+            return None
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
-        end = time.monotonic() + self.WAIT_S
-        while time.monotonic() < end:
-            if self._released(pid):
-                return
-            time.sleep(0.005)
-        log.warning("the previous output process %d did not let go in %.0f s", pid,
-                    self.WAIT_S)
+        return pid
 
-    def _released(self, pid: int) -> bool:
-        marker = self.path.with_name(f"{self.path.name}.{pid}.released")
-        if marker.exists():
+    def wait_released(self, pid: int, stage: str) -> bool:
+        """Wait up to WAIT_S for the predecessor `pid` to reach `stage` ("picture" or
+        "all": two muxers never write to one address at once); False on timeout."""
+        marker = self._marker(pid)
+        end = time.monotonic() + self.WAIT_S
+        while True:
             with contextlib.suppress(OSError):
-                marker.unlink()
-            return True
+                done = marker.read_text()
+                if done == "all" or done == stage:
+                    if stage == "all":
+                        with contextlib.suppress(OSError):
+                            marker.unlink()
+                    return True
+            if time.monotonic() >= end:
+                break
+            time.sleep(self.POLL_S)
+        log.warning("the previous output process %d did not let go (%s) in %.0f s", pid,
+                    stage, self.WAIT_S)
         return False
 
     def taken(self) -> bool:
         """Whether another process has taken the claim."""
         return self.read().get("pid") not in (None, os.getpid())
 
-    def release(self, *, tell: bool) -> None:
-        """Let go of the sinks; `tell`: a successor may wait for it (`take_over`)."""
-        if tell:
+    def release(self, stage: str | None) -> None:
+        """Let go of the sinks; `stage` ("picture", "all"): tell a successor that may
+        wait for it (`wait_released`)."""
+        if stage is not None:
             with contextlib.suppress(OSError):
-                self.path.with_name(f"{self.path.name}.{os.getpid()}.released").write_text(
-                    "")
-        if self.read().get("pid") == os.getpid():
+                self._write(self._marker(os.getpid()), stage)
+        if stage != "picture" and self.read().get("pid") == os.getpid():
             self.write("released")
 
 

@@ -80,6 +80,9 @@ class MuxSink:
 
     format: str = "mpegts"
     rebase: bool = False  # start each connection's timestamps at 0 (RTMP ingest likes it)
+    # The destination takes one publisher at a time (an RTMP stream key): an output that
+    # takes over from a holding predecessor starts it only once that one closed it.
+    one_publisher: bool = False
     backoff_max_s: float = BACKOFF_MAX_S  # the longest wait between two tries
 
     def __init__(self, name: str, url: str, *, options: dict[str, str] | None = None,
@@ -261,6 +264,7 @@ class RtmpSink(MuxSink):
 
     format = "flv"
     rebase = True
+    one_publisher = True
 
     def __init__(self, url: str, **kw: Any) -> None:
         super().__init__("rtmp", url, options={"flvflags": "no_duration_filesize"}, **kw)
