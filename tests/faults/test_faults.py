@@ -119,6 +119,7 @@ def test_sigkill_mid_line_restarts_and_the_show_goes_on(rig: FaultRig) -> None:
     assert d["new_pid"] is not None and row.recovery_s is not None
     assert row.recovery_s < 60, row
     assert d["show_resumed_s"] is not None, "no line was spoken after the restart"
+    assert d["operator_line_said_s"] is not None, "the operator's unsaid line was lost"
     assert row.store_ok, d
     assert d["store"]["integrity"] == "ok"
     assert d["store"]["approved"] == d["store_before"]["approved"] > 0

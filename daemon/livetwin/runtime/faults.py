@@ -300,7 +300,8 @@ def sigkill_mid_line(rig: FaultRig) -> FaultRow:
     supervisor starts it again, frames flow again and the show goes on; the store passes
     its integrity check and keeps its approvals. recovery = the kill -> the new daemon's
     output is running (frames rising at /api/health). The viewer's gap is the whole
-    outage: OBS holds the last frame meanwhile."""
+    outage: OBS holds the last frame meanwhile. An operator line typed just before the
+    kill is said by the new daemon."""
     row = FaultRow(
         "sigkill_mid_line",
         "supervisor restarts the daemon",
@@ -316,6 +317,10 @@ def sigkill_mid_line(rig: FaultRig) -> FaultRow:
     if pid is None:
         row.detail["skipped"] = "could not find the supervised daemon's pid"
         return row
+    # an operator line typed just before the kill waits behind the line sounding: the
+    # new daemon says it (runtime/kept_lines.py)
+    typed = f"The operator line {_nonce(rig.voice)} is kept."
+    rig.say(typed)
     t0, wall0 = time.monotonic(), time.time()
     row.detail["speaking_when_killed"] = bool(rig.health()["live"].get("speaking"))
     last_frame = rig.receiver.arrivals[-1] if rig.receiver and rig.receiver.arrivals else t0
@@ -327,13 +332,15 @@ def sigkill_mid_line(rig: FaultRig) -> FaultRow:
         rig.start_receiver()  # as a player without reconnect would: start another
     # the show goes on: a new line starts sounding in the new daemon (line ids restart
     # with every run, so new lines are told by their start time)
-    row.detail["show_resumed_s"] = None
+    row.detail["show_resumed_s"] = row.detail["operator_line_said_s"] = None
     deadline = t_up + 40
     while time.monotonic() < deadline:
         new = [e for e in rig.transcript() if e["at"] > wall0]
-        if new:
+        if new and row.detail["show_resumed_s"] is None:
             row.detail["show_resumed_s"] = round(time.monotonic() - t0, 2)
             row.detail["first_line_after"] = {k: new[0][k] for k in ("text", "source")}
+        if any(e["text"] == typed for e in new):
+            row.detail["operator_line_said_s"] = round(time.monotonic() - t0, 2)
             break
         time.sleep(0.3)
     time.sleep(1.0)

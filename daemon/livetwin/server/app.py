@@ -31,6 +31,7 @@ from livetwin.show.catalog import product_full_json
 
 if TYPE_CHECKING:
     from livetwin.config import Config
+    from livetwin.runtime.kept_lines import KeptLines
     from livetwin.runtime.watchdog import Watchdog
     from livetwin.show.runner import ShowRunner
     from livetwin.store.db import Store
@@ -60,6 +61,7 @@ class Daemon:
     store: Store | None = None  # catalog, scripts, transcript (store/)
     config: Config | None = None  # livetwin.yaml: show.templates and llm for the script routes
     watchdog: Watchdog | None = None  # component health for /api/health (runtime/watchdog.py)
+    kept: KeptLines | None = None  # operator lines kept across a crash (runtime/kept_lines.py)
 
     def receive_chat(self, platform: str, user: str, text: str,
                      kind: ChatKind = ChatKind.COMMENT) -> ChatEvent:
@@ -160,7 +162,10 @@ def create_app(daemon: Daemon) -> Guard:
     @app.post("/api/say", status_code=202)
     def say(body: SayIn) -> IdOut:
         try:
-            line_id = daemon.live.say(body.text, UtteranceSource.OPERATOR, lang=body.lang)
+            if daemon.kept is not None:
+                line_id = daemon.kept.say(body.text, body.lang)
+            else:
+                line_id = daemon.live.say(body.text, UtteranceSource.OPERATOR, lang=body.lang)
         except QueueFull as exc:
             raise HTTPException(429, str(exc)) from None
         except InputError as exc:

@@ -123,6 +123,7 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
     from livetwin.chat.registry import open_chat
     from livetwin.output import EncoderSettings, LiveOutput, sinks_from_config
     from livetwin.output.live import set_niceness
+    from livetwin.runtime.kept_lines import KeptLines
     from livetwin.runtime.live import open_live
     from livetwin.server.app import Daemon, create_app
     from livetwin.server.auth import resolve_token
@@ -138,6 +139,7 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
     sock = bind(host, port) if standby is None else None
     store = None
     failed: list[str] = []  # a component the watchdog handed over to the supervisor
+    clean = False  # stopped as asked (SIGINT/SIGTERM, stop_after_s)
     try:
         if standby is not None:  # a spare loads beside a live daemon: yield the CPU
             set_niceness(SPARE_NICE)
@@ -165,6 +167,7 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
                         preview=output.preview.latest_jpeg if output.preview else None,
                         transcript=StoredTranscript(store), store=store, config=cfg)
         daemon.show = open_show(live, store, cfg.show)
+        daemon.kept = KeptLines(store, live)
         assert sock is not None
         daemon.address = (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
         daemon.chat = open_chat(cfg.chat, products, live.say, lambda: live.state.product,
@@ -188,6 +191,7 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
             output.start()
             daemon.chat.start(daemon.receive_chat)
             daemon.show.start()
+            daemon.kept.start()
             daemon.watchdog.start()
             try:
                 def ready() -> None:
@@ -203,8 +207,10 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
                     timer.daemon = True
                     timer.start()
                 asyncio.run(server.serve(sockets=[sock]))
+                clean = not failed
             finally:
                 daemon.watchdog.stop(STOP_S)
+                daemon.kept.stop(forget=clean)  # a stop asked for: unsaid lines go
                 daemon.show.stop(STOP_S)
                 daemon.chat.close(STOP_S)
                 output.stop(STOP_S)
