@@ -323,3 +323,35 @@ def test_loading_a_broken_model_file_is_a_bundle_error(tmp_path: Path) -> None:
         PersonMouthModel.load(bad)
     with pytest.raises(BundleError):
         PersonMouthModel.load(tmp_path / "missing.onnx")
+
+
+def test_training_targets_lose_half_their_slow_drift_and_keep_the_fast_motion() -> None:
+    t = np.arange(1000) / 25.0
+    fast = 0.1 * np.sin(2 * np.pi * 4.0 * t)  # syllables
+    smile = 0.3 * (t >= 20.0)  # an expression held from 20 s on, that audio cannot tell
+    y = np.repeat((fast + smile)[:, None], 4, axis=1).astype(np.float32)
+    ok = np.ones(len(t), bool)
+    d = person_model.detrended(y, ok, t)
+    before, after = slice(100, 450), slice(550, 900)  # over a second from the step
+    np.testing.assert_allclose(d[before, 0] - d[before, 0].mean(),
+                               fast[before] - fast[before].mean(), atol=0.01)
+    step = d[after, 0].mean() - d[before, 0].mean()
+    assert step == pytest.approx(0.3 * (1 - person_model.DETREND_SHARE), abs=0.01)
+    # frames it may not use (held out, another fold's block) change nothing a second away
+    cut = ok.copy()
+    cut[500:] = False
+    y2 = y.copy()
+    y2[500:] = 9.0
+    np.testing.assert_array_equal(person_model.detrended(y2, cut, t)[:450],
+                                  person_model.detrended(y[:500], ok[:500], t[:500])[:450])
+
+
+def test_predictions_that_move_less_than_the_person_are_spread_up_to_the_cap() -> None:
+    t = np.arange(500) / 25.0
+    real = np.stack([0.3 + 0.1 * np.sin(2 * np.pi * f * t) for f in (3, 4, 5, 6)], 1)
+    pred = real.mean(0) + (real - real.mean(0)) * np.array([0.7, 0.5, 1.0, 1.2])
+    centre, gain = person_model.spread_gain(pred.astype(np.float32), real.astype(np.float32))
+    np.testing.assert_allclose(gain, [1 / 0.7, person_model.MAX_GAIN, 1.0, 1.0], rtol=1e-4)
+    np.testing.assert_allclose(centre, real.mean(0), atol=1e-6)
+    spread = centre + gain * (pred - centre)
+    assert spread[:, 0].std() == pytest.approx(real[:, 0].std(), rel=1e-3)

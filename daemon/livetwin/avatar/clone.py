@@ -233,6 +233,7 @@ def _person_model(job: _Job, track: Track, audio: npt.NDArray[np.float32] | None
             "val_frames": m.val_frames, "train_frames": m.train_frames,
             "train_seconds": round(m.train_seconds, 2), "validation": m.method,
             "folds": m.folds, "steps": m.steps, "shortened": m.shortened,
+            "gain": list(model.gain),
         }
         if not m.val_r > MIN_MODEL_R:  # also false for nan
             job.q.warnings.append(
