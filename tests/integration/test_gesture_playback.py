@@ -19,22 +19,17 @@ from livetwin.render.engine import VideoTwin
 from livetwin.render.gestures import DEFAULT_MAX_WAIT_S, EXIT_S, GesturePlayer, load_clips
 from livetwin.render.loop_walker import MIN_HOLD, LoopWalker
 
-from .test_clone_media import run_clone
 from .test_compositor import apertures
 
 pytestmark = [pytest.mark.media, pytest.mark.slow]
 
 CHECK_DIR = Path("/tmp/gesture_check")
-GESTURES = {"nod": {"start": 20.0, "end": 21.6}, "shrug": {"start": 41.0, "end": 42.0}}
 U8 = npt.NDArray[np.uint8]
 
 
 @pytest.fixture(scope="module")
-def ted(media, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("gesture_ted")
-    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), out, "ted", GESTURES)
-    assert proc.returncode == 0, proc.stderr
-    return out / "ted.twin"
+def ted(ted_gestures: Path) -> Path:
+    return ted_gestures
 
 
 def edge_costs(g: LoopGraph) -> dict[tuple[int, int], float]:

@@ -181,21 +181,14 @@ def test_raised_brows_move_only_the_brows_up() -> None:
 
 @pytest.mark.media
 @pytest.mark.slow
-def test_recorded_clips_land_on_their_words_or_fall_back(media, tmp_path: Path  # type: ignore[no-untyped-def]
-                                                         ) -> None:
+def test_recorded_clips_land_on_their_words_or_fall_back(ted_gestures: Path) -> None:
     """A clone with declared gesture clips: each clip played strokes within LATE_S of its
     word; one the loop graph cannot reach in time is shown as its head motion instead."""
     from livetwin.events import WordTiming
     from livetwin.render.engine import open_twin
     from livetwin.render.head_motion import LATE_S, plan_track, twin_face
 
-    from .test_clone_media import run_clone
-
-    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), tmp_path, "tedg",
-                     gestures={"nod": {"start": 20.0, "end": 21.6},
-                               "shrug": {"start": 41.0, "end": 42.0}})
-    assert proc.returncode == 0, proc.stderr
-    twin = open_twin(tmp_path / "tedg.twin", max_side=540, fps=FPS)
+    twin = open_twin(ted_gestures, max_side=540, fps=FPS)  # nod 20-21.6 s, shrug 41-42 s
     text = ("Hello everyone and welcome, today we have many new things. Exactly, of course. "
             "We will see a lot of products. Who knows, maybe it sells out. Honestly, yes.")
     words, t = [], 0.0

@@ -16,16 +16,6 @@ from livetwin.render.redub import SUITABLE, redub_figures
 pytestmark = [pytest.mark.media, pytest.mark.slow]
 
 TED = "tedlieu_60s_edtalk_pose_source2.mp4"
-# Videos on which the quality target is known not to be met (issue 4 note), marked as
-# expected failures (not strict: a pass shows as XPASS) instead of being left out.
-KNOWN_SHORT = {
-    "man_black_sweater_20s_latentsync_demo2.mp4":
-        "16 s of cloned footage train a weak person model: its cross-validated r is ~0.2, "
-        "so clone keeps it or not by a hair, and kept it scores re-dub r 0.27 against the "
-        "energy baseline's 0.29 on the held-out 3.6 s",
-}
-
-
 @pytest.fixture(scope="module", params=SUITABLE, ids=lambda name: name.split("_")[0])
 def fig(request, media, tmp_path_factory) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """One clone and re-dub per video for the whole module."""
@@ -70,15 +60,7 @@ def _needs_model(fig: dict[str, Any]) -> None:
                  f"r = {fig['person_model_val_r']}), so the product is the energy baseline")
 
 
-def _known_short(fig: dict[str, Any], request: pytest.FixtureRequest) -> None:
-    reason = KNOWN_SHORT.get(fig["video"])
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
-
-
-def test_product_beats_energy_and_random(fig: dict[str, Any],
-                                         request: pytest.FixtureRequest) -> None:
-    _known_short(fig, request)
+def test_product_beats_energy_and_random(fig: dict[str, Any]) -> None:
     _needs_model(fig)
     t = fig["tracks"]
     assert t["product"]["r"] > t["energy"]["r"]
@@ -87,9 +69,7 @@ def test_product_beats_energy_and_random(fig: dict[str, Any],
     assert t["product"]["track_r"] > t["energy"]["track_r"]
 
 
-def test_product_lag_within_one_frame(fig: dict[str, Any],
-                                      request: pytest.FixtureRequest) -> None:
-    _known_short(fig, request)
+def test_product_lag_within_one_frame(fig: dict[str, Any]) -> None:
     if fig["video"] != TED:
         _needs_model(fig)
     t = fig["tracks"]["product"]
