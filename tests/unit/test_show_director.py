@@ -201,6 +201,32 @@ def test_a_busy_room_greets_between_pitch_lines_not_instead_of_them() -> None:
     assert not any(a and b for a, b in itertools.pairwise(social)), sources
 
 
+def test_a_steady_stream_of_chat_answers_lets_the_pitch_in_every_few_lines() -> None:
+    """Chat answers go to the twin straight from the chat pipeline, back to back under a
+    busy chat: the director queues its next line while one sounds once OTHERS_BEFORE_PITCH
+    of them sounded in a row (there is never a pause to wait for)."""
+    from livetwin.show.director import OTHERS_BEFORE_PITCH
+
+    t = load_templates("en")
+    d = director(t, approved(t), DirectorSettings(repeat_window_s=60.0))
+    now, order = 0.0, []
+    for _ in range(30):  # answers, one after another
+        d.on_line_started(now, None)
+        cue = d.next_line(now + 0.2)
+        now += 3.0
+        d.on_line_ended(now, None)
+        order.append("answer")
+        if cue is not None:  # the twin plays it after the answer that was sounding
+            d.on_line_started(now, cue.utterance.id)
+            now += 3.0
+            d.on_line_ended(now, cue.utterance.id)
+            order.append(cue.utterance.source.value)
+    pitch = [s for s in order if s != "answer"]
+    assert len(pitch) >= 30 // (OTHERS_BEFORE_PITCH + 1), order
+    runs = [len(list(g)) for k, g in itertools.groupby(order) if k == "answer"]
+    assert max(runs) <= OTHERS_BEFORE_PITCH + 1, order
+
+
 def test_script_lines_come_one_sentence_at_a_time() -> None:
     t = load_templates("en")
     d = director(t, approved(t), DirectorSettings())

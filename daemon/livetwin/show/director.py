@@ -50,6 +50,12 @@ from livetwin.store.db import ScriptLine, ScriptRecord
 
 log = logging.getLogger(__name__)
 PREFETCH_PAUSE_S = 0.5  # with a pause this short the next line is queued while one sounds
+# After this many lines not the director's in a row (chat answers), its next line is
+# queued while one still sounds, so the twin can let it in between two answers
+# (runtime/live.py ANSWERS_IN_A_ROW, the same number): a steady stream of answers left
+# no pause after which the pitch could go on (an hour at 4 chat events a second: 851
+# answers against 39 pitch lines).
+OTHERS_BEFORE_PITCH = 2
 GAP_MARGIN_S = 1.5  # the pause stays this far under max_gap_s (TTS start-up, polling)
 STALE_ISSUE_S = 60.0  # an issued line that never started is forgotten after this
 GREETING_MAX_AGE_S = 45.0  # "welcome, Anna" later than this is no longer a greeting
@@ -147,6 +153,7 @@ class Director:
         self.pitches: Counter[str] = Counter()
         self._air = True
         self._sounding: set[str | None] = set()
+        self._others_in_row = 0  # lines not the director's started since its last one
         self._outstanding: tuple[str, float] | None = None
         self._last_end: float | None = None
         self._fillers_due = 0
@@ -241,6 +248,7 @@ class Director:
         text = self._issued.pop(line_id or "", None)
         if text is not None:  # the repeat window counts from when a line really started
             self._remember(text, now, named=text in self._named)
+        self._others_in_row = 0 if line_id is not None else self._others_in_row + 1
         self._sounding.add(line_id)
 
     def on_line_ended(self, now: float, line_id: str | None = None) -> None:
@@ -302,7 +310,7 @@ class Director:
         pause = min(self.strategy.profile(now).pause_s,
                     max(0.0, self.settings.max_gap_s - GAP_MARGIN_S))
         if self._sounding:
-            return pause <= PREFETCH_PAUSE_S
+            return pause <= PREFETCH_PAUSE_S or self._others_in_row >= OTHERS_BEFORE_PITCH
         return self._last_end is None or now >= self._last_end + pause
 
     def _issue(self, p: _Pending, now: float) -> Cue:
