@@ -110,7 +110,7 @@ def test_ted_person_model_beats_energy_on_held_out_frames(ted) -> None:  # type:
 
 def test_ted_person_model_runs_in_onnxruntime(ted) -> None:  # type: ignore[no-untyped-def]
     from livetwin.avatar.ingest import probe, read_audio
-    from livetwin.lipsync.person_model import PersonMouthModel
+    from livetwin.lipsync.person_onnx import PersonMouthModel
 
     path, _ = ted
     model = PersonMouthModel.load(path / "person_model.onnx")

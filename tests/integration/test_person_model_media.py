@@ -15,12 +15,8 @@ import pytest
 
 from livetwin.avatar.face import mouth_geometry, teeth_visibility
 from livetwin.lipsync.features import compute_features
-from livetwin.lipsync.person_model import (
-    PersonMouthModel,
-    TrainedPersonModel,
-    export_onnx,
-    train_person_model,
-)
+from livetwin.lipsync.person_model import TrainedPersonModel, train_person_model
+from livetwin.lipsync.person_onnx import PersonMouthModel, export_onnx
 
 pytestmark = pytest.mark.media
 

@@ -21,12 +21,8 @@ from livetwin.lipsync.features import (
     compute_features,
     rms_envelope,
 )
-from livetwin.lipsync.person_model import (
-    PersonMouthModel,
-    TrainedPersonModel,
-    export_onnx,
-    train_person_model,
-)
+from livetwin.lipsync.person_model import TrainedPersonModel, train_person_model
+from livetwin.lipsync.person_onnx import PersonMouthModel, export_onnx
 
 SR = 16000
 FPS = 25.0

@@ -14,7 +14,7 @@ import pytest
 
 from livetwin.errors import BundleError
 from livetwin.events import PhonemeTiming, SpeechAudio
-from livetwin.lipsync.person_model import PersonMouthModel
+from livetwin.lipsync.person_onnx import PersonMouthModel
 from livetwin.lipsync.track import (
     LEAD_S,
     ONSET_S,

@@ -219,7 +219,8 @@ def _person_model(job: _Job, track: Track, audio: npt.NDArray[np.float32] | None
     if audio is None:
         return None
     from livetwin.lipsync.features import compute_features
-    from livetwin.lipsync.person_model import export_onnx, train_person_model
+    from livetwin.lipsync.person_model import train_person_model
+    from livetwin.lipsync.person_onnx import export_onnx
 
     with job.timed("training the audio-to-mouth model"):
         feats = compute_features(audio, AUDIO_RATE, track.times)

@@ -22,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from livetwin.events import MouthTrack, SpeechAudio
-from livetwin.lipsync.person_model import PersonMouthModel, pearson
+from livetwin.lipsync.person_onnx import PersonMouthModel
+from livetwin.lipsync.stats import pearson
 from livetwin.lipsync.track import (
     MouthRange,
     envelope_lag,
@@ -158,7 +159,8 @@ def _redub_lag(pred: npt.NDArray[np.float32], real: npt.NDArray[np.float32],
 def redub_clip_figures(path: Path) -> dict[str, Any]:
     """Track a clip, train the person model on its first 85 %, score the last 15 %."""
     from livetwin.lipsync.features import compute_features
-    from livetwin.lipsync.person_model import export_onnx, train_person_model
+    from livetwin.lipsync.person_model import train_person_model
+    from livetwin.lipsync.person_onnx import export_onnx
 
     t0 = time.perf_counter()
     times, mouth, usable, pcm = _track_clip(path)

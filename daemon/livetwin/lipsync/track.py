@@ -27,7 +27,8 @@ import numpy.typing as npt
 from livetwin.errors import BundleError
 from livetwin.events import MouthTrack, PhonemeTiming, SpeechAudio
 from livetwin.lipsync.features import rms_envelope
-from livetwin.lipsync.person_model import PersonMouthModel, pearson
+from livetwin.lipsync.person_onnx import PersonMouthModel
+from livetwin.lipsync.stats import pearson
 from livetwin.lipsync.visemes import SHAPES, Viseme, visemes
 
 F32 = npt.NDArray[np.float32]

@@ -113,7 +113,7 @@ def redub_lag(render: npt.ArrayLike, real: npt.ArrayLike, fps: float,
     """(lag in frames, r at that lag): the shift within +-max_lag_s maximising the Pearson
     correlation over frames finite in both; positive = the render is late (rendered frame
     t + lag matches real frame t). (0, nan) when nothing correlates."""
-    from livetwin.lipsync.person_model import pearson
+    from livetwin.lipsync.stats import pearson
 
     a = np.asarray(render, np.float64)
     b = np.asarray(real, np.float64)
@@ -132,7 +132,7 @@ def redub_lag(render: npt.ArrayLike, real: npt.ArrayLike, fps: float,
 
 def finite_r(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     """Pearson correlation over the frames finite in both series."""
-    from livetwin.lipsync.person_model import pearson
+    from livetwin.lipsync.stats import pearson
 
     x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
     n = min(len(x), len(y))
@@ -321,7 +321,7 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
     a JSON-able dict of figures. InputError where the video is unsuitable."""
     from livetwin.avatar.clone import clone
     from livetwin.avatar.loops import LoopGraph
-    from livetwin.lipsync.person_model import PersonMouthModel
+    from livetwin.lipsync.person_onnx import PersonMouthModel
     from livetwin.lipsync.track import MouthRange, plan_mouth, track_from_energy
     from livetwin.render.compositor import Compositor
     from livetwin.render.loop_walker import LoopWalker

@@ -430,7 +430,7 @@ def validate(req: SayRequest) -> None:
 def say(avatar: str | Path, req: SayRequest, cfg: Config | None = None, *,
         progress: Progress | None = None) -> SayResult:
     """Render `req` with the avatar bundle `avatar` into req.out (see the module doc)."""
-    from livetwin.lipsync.person_model import PersonMouthModel
+    from livetwin.lipsync.person_onnx import PersonMouthModel
     from livetwin.lipsync.track import MouthRange, plan_mouth
     from livetwin.render.engine import open_twin
     from livetwin.render.head_motion import twin_face

@@ -40,7 +40,7 @@ from livetwin.runtime.lines import PAUSE_S, LiveLine, Segment, segment, tick_sta
 
 if TYPE_CHECKING:
     from livetwin.config import Config
-    from livetwin.lipsync.person_model import PersonMouthModel
+    from livetwin.lipsync.person_onnx import PersonMouthModel
     from livetwin.lipsync.track import MouthRange
     from livetwin.render.canvas import Canvas, LabelPixels
     from livetwin.render.engine import TwinSource
@@ -725,7 +725,7 @@ def open_live(avatar: str, cfg: Config, products: Sequence[Product] = (), *,
     """A LiveTwin of avatar bundle `avatar` (`demo`: the embedded demo) as `livetwin say`
     builds its pipeline: twin, canvas with the AI label, the configured TTS with its
     fallbacks, the bundle's mouth range and person model. Not started."""
-    from livetwin.lipsync.person_model import PersonMouthModel
+    from livetwin.lipsync.person_onnx import PersonMouthModel
     from livetwin.lipsync.track import MouthRange
     from livetwin.render.canvas import Canvas
     from livetwin.render.engine import open_twin
