@@ -96,7 +96,11 @@ def _hanging_tts(hang_s: float) -> Iterator[str]:
 
 
 class _Receiver:
-    """Reads the daemon's MPEG-TS over UDP as OBS would, with PyAV, in a thread."""
+    """Reads the daemon's MPEG-TS over UDP as OBS would, with PyAV, in a process of its
+    own (as OBS is): a demux thread inside the measuring process waited for that
+    process's other threads (rig polling, flood clients) and counted their wake-ups as
+    gaps in the stream. Arrival times are taken in the receiving process (the monotonic
+    clock is the machine's) and collected here by a thread."""
 
     def __init__(self, port: int) -> None:
         self.url = f"udp://127.0.0.1:{port}?overrun_nonfatal=1&fifo_size=50000"
@@ -106,37 +110,45 @@ class _Receiver:
         self.offsets: list[float] = []  # audio_end - video_end at each video packet
         self.error: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._proc: Any = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        inbox, outbox = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_receive, args=(self.url, outbox), daemon=True,
+                                 name="livetwin-bench-receiver")
+        self._proc.start()
+        outbox.close()
+        self._thread = threading.Thread(target=self._collect, args=(inbox,), daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5.0)
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.join(5.0)
+        if self._thread is not None:
+            self._thread.join(5.0)
 
-    def _run(self) -> None:
-        import av
-
-        try:
-            with av.open(self.url, options={"analyzeduration": "500000"},
-                         timeout=(30.0, 3.0)) as c:
-                for pkt in c.demux():
-                    if self._stop.is_set():
-                        return
-                    if pkt.pts is None or pkt.time_base is None:
-                        continue
-                    end = float((pkt.pts + (pkt.duration or 0)) * pkt.time_base)
-                    if pkt.stream.type == "video":
-                        self.arrivals.append(time.monotonic())
-                        self.video_end = max(self.video_end, end)
-                        if self.audio_end:
-                            self.offsets.append(self.audio_end - self.video_end)
-                    elif pkt.stream.type == "audio":
-                        self.audio_end = max(self.audio_end, end)
-        except Exception as exc:  # the figure says what went wrong; never hang the bench
-            if not self._stop.is_set():
-                self.error = f"{type(exc).__name__}: {exc}"
+    def _collect(self, inbox: Any) -> None:
+        with inbox:
+            while True:
+                try:
+                    msg = inbox.recv()
+                except (EOFError, OSError):
+                    return
+                if msg[0] == "v":
+                    self.arrivals.append(msg[1])
+                    self.video_end = max(self.video_end, msg[2])
+                    if self.audio_end:
+                        self.offsets.append(self.audio_end - self.video_end)
+                elif msg[0] == "a":
+                    self.audio_end = max(self.audio_end, msg[1])
+                elif not self._stop.is_set():  # ("error", text)
+                    self.error = msg[1]
 
     def drift(self) -> tuple[float, float] | None:
         """(median A/V offset over the first and the last tenth of the stream), seconds."""
@@ -148,6 +160,26 @@ class _Receiver:
     def gaps(self, since: float) -> list[float]:
         t = [a for a in self.arrivals if a >= since]
         return [b - a for a, b in itertools.pairwise(t)]
+
+
+def _receive(url: str, outbox: Any) -> None:
+    """The receiving process (`_Receiver`): each video packet's arrival time and end, each
+    audio packet's end, or what went wrong."""
+    import av
+
+    try:
+        with av.open(url, options={"analyzeduration": "500000"}, timeout=(30.0, 3.0)) as c:
+            for pkt in c.demux():
+                if pkt.pts is None or pkt.time_base is None:
+                    continue
+                end = float((pkt.pts + (pkt.duration or 0)) * pkt.time_base)
+                if pkt.stream.type == "video":
+                    outbox.send(("v", time.monotonic(), end))
+                elif pkt.stream.type == "audio":
+                    outbox.send(("a", end))
+    except Exception as exc:  # the figure says what went wrong; never hang the bench
+        with contextlib.suppress(OSError):
+            outbox.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def family(pid: int) -> list[int]:
