@@ -348,14 +348,11 @@ class _EnsembleNet(nn.Module):
     centre: torch.Tensor
     gain: torch.Tensor
 
-    def __init__(self, nets: list[_MouthNet], centre: F32 | None = None,
-                 gain: F32 | None = None) -> None:
+    def __init__(self, nets: list[_MouthNet], centre: F32, gain: F32) -> None:
         super().__init__()
         self.members = nn.ModuleList(nets)
-        self.register_buffer("centre", torch.from_numpy(np.asarray(
-            np.zeros(N_OUT) if centre is None else centre, np.float32)))
-        self.register_buffer("gain", torch.from_numpy(np.asarray(
-            np.ones(N_OUT) if gain is None else gain, np.float32)))
+        self.register_buffer("centre", torch.from_numpy(np.asarray(centre, np.float32)))
+        self.register_buffer("gain", torch.from_numpy(np.asarray(gain, np.float32)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first = self.members[0]

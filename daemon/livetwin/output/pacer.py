@@ -385,7 +385,7 @@ def child_main(args: ChildArgs, inbox_conn: Connection, stats_conn: Connection,
     # is told to let go of the sinks. It stops sending at once and frees the shared
     # sinks first, while this process starts its own, so the viewer's gap is about one
     # frame period; a one-publisher sink (RTMP) starts once the predecessor closed it.
-    shared = [s for s in sinks if not getattr(s, "one_publisher", False)]
+    shared = [s for s in sinks if not s.one_publisher]  # all MuxSinks (SinkSpec)
     exclusive = [s for s in sinks if s not in shared]
     prev = claim.take_over() if first is not None and claim is not None else None
     for sink in shared:
