@@ -33,7 +33,7 @@ class CloneConfig(_Section):
     )
     train_seconds: float = Field(
         30.0, gt=0, description="Time budget for training the person audio-to-mouth model "
-        "(4 cross-validation networks of ~5 s each on one core)."
+        "(8 cross-validation networks of ~5 s each on one core, shortened to fit)."
     )
     threads: int = Field(2, ge=1, le=64, description="CPU threads used by clone.")
 

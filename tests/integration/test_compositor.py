@@ -31,16 +31,9 @@ U8 = npt.NDArray[np.uint8]
 
 
 @pytest.fixture(scope="module")
-def comp(media, tmp_path_factory) -> Compositor:  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("render")
-    consent = out / "consent.yaml"
-    consent.write_text(yaml.safe_dump(CONSENT))
-    cmd = [sys.executable, "-m", "livetwin.cli", "clone",
-           str(media("tedlieu_60s_edtalk_pose_source2.mp4")), "--name", "ted",
-           "--consent", str(consent), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return Compositor(out / "ted.twin")
+def comp(ted_twin: Path) -> Compositor:
+    """A compositor on the session's plain tedlieu clone (conftest `ted_twin`)."""
+    return Compositor(ted_twin)
 
 
 def apertures(frames: list[U8]) -> npt.NDArray[np.float64]:

@@ -218,8 +218,8 @@ def test_cross_validation_scores_every_frame_with_a_network_that_never_heard_it(
     assert m.val_frames == m.train_frames == int(usable.sum())  # all frames, out of fold
     assert m.val_r > 0.8
     assert m.val_r > m.energy_r + 0.2
-    # Corrupt the audio and targets of fold 2 (and the audio around it): the network that
-    # predicts fold 2 is bit-identical, the others learnt from the corrupted frames.
+    # Corrupt the audio and targets of fold 2 (and the audio around it): the networks that
+    # predict fold 2 are bit-identical, the others learnt from the corrupted frames.
     bounds = np.linspace(0, len(features), person_model.FOLDS + 1).round().astype(int)
     lo, hi = bounds[2], bounds[3]
     rng = np.random.default_rng(5)
@@ -229,12 +229,13 @@ def test_cross_validation_scores_every_frame_with_a_network_that_never_heard_it(
     mel[lo:hi] = rng.uniform(FLOOR_DB, 0, mel[lo:hi].shape)
     corrupted = _train(replace(features, mel=mel), bad, usable, None)
     members = [list(x.net.members) for x in (plain, corrupted)]
+    assert len(members[0]) == person_model.FOLDS * person_model.NETS_PER_FOLD
     for k, (a, b) in enumerate(zip(*members, strict=True)):
         same = all(
             torch.equal(u, v)
             for u, v in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
         )
-        assert same == (k == 2), k
+        assert same == (k // person_model.NETS_PER_FOLD == 2), k
 
 
 def test_a_slow_machine_shortens_the_schedule_to_fit_the_budget(

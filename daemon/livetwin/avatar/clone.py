@@ -214,7 +214,7 @@ def _save_track(track: Track, speech: npt.NDArray[np.float32], path: Path) -> No
 def _person_model(job: _Job, track: Track, audio: npt.NDArray[np.float32] | None,
                   duration: float, tmp: Path) -> dict[str, Any] | None:
     """Train the person audio-to-mouth model by cross-validation over the whole footage
-    (`person_model.FOLDS` contiguous blocks, each predicted by a network trained away from
+    (`person_model.FOLDS` contiguous blocks, each predicted by networks trained away from
     it), and keep it when its out-of-fold predictions beat the loudness baseline."""
     if audio is None:
         return None

@@ -16,7 +16,9 @@ with its own real audio, and compare the rendered mouth with the real held-out f
    - oracle (diagnostic): the real held-out descriptors measured on the real frames, i.e.
      a perfect mouth model; its render r is the ceiling the renderer allows;
 4. every track is rendered in memory with LoopWalker + Compositor at the footage's size,
-   one frame per held-out video frame, on the same walker base frames;
+   one frame per held-out video frame, on the same walker base frames, each pick seeing
+   the next LOOKAHEAD targets as in `say` (before 2026-11-25 the test rendered without
+   look-ahead, which `say` and the live daemon never do);
 5. mediapipe face mesh measures aperture = dist(13, 14) / dist(33, 263) on the rendered
    and on the real frames; r is their Pearson correlation, lag the shift within +-400 ms
    maximising it (positive = the render is late: rendered frame t + lag matches real
@@ -323,7 +325,7 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
     from livetwin.avatar.loops import LoopGraph
     from livetwin.lipsync.person_onnx import PersonMouthModel
     from livetwin.lipsync.track import MouthRange, plan_mouth, track_from_energy
-    from livetwin.render.compositor import Compositor
+    from livetwin.render.compositor import LOOKAHEAD, Compositor
     from livetwin.render.loop_walker import LoopWalker
     from livetwin.render.say import _recorded
 
@@ -386,7 +388,10 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
         comp.reset()
         comp.picks.clear()
         with ApertureMeter() as meter:
-            rendered[name] = np.array([meter(comp.render(base[k], tgt[k])) for k in range(n)])
+            # as say renders: each frame's pick sees the next LOOKAHEAD targets
+            rendered[name] = np.array([
+                meter(comp.render(base[k], tgt[k], tgt[k + 1:k + 1 + LOOKAHEAD]))
+                for k in range(n)])
         own[name] = float(np.mean(np.array(comp.picks) == -1))
     measure_s = time.perf_counter() - t2
 
