@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import queue
 import threading
 import time
@@ -37,6 +36,7 @@ import numpy.typing as npt
 from livetwin.errors import InputError, LivetwinError
 from livetwin.events import Product, SpeechAudio, Utterance, UtteranceSource
 from livetwin.runtime.lines import PAUSE_S, LiveLine, Segment, segment, tick_start
+from livetwin.runtime.operator_gestures import OperatorGestures
 
 if TYPE_CHECKING:
     from livetwin.config import Config
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from livetwin.lipsync.track import MouthRange
     from livetwin.render.canvas import Canvas, LabelPixels
     from livetwin.render.engine import TwinSource
-    from livetwin.render.head_motion import GestureTrack
     from livetwin.speech.base import TTSBackend
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,6 @@ GAP_S = 0.3  # silence between two lines
 FADE_MS = 5.0  # audio fade-out when a line is skipped
 MAX_PENDING = 64  # lines waiting for synthesis; more is refused (QueueFull)
 MAX_LINE_CHARS = 2_000
-GESTURE_LEAD_S = 0.2  # an operator's gesture starts this long after the click
 TIMING_WINDOW = 2_000  # ticks kept for the tick-time and fps figures
 # Lower sorts first: the operator's lines jump the queue, fillers go last.
 SHOW_LINES = frozenset({UtteranceSource.SCRIPT, UtteranceSource.GREETING,
@@ -129,17 +127,6 @@ class _Playing:
     earliest: int = 0
 
 
-@dataclass
-class _Manual:
-    """A gesture the operator asked for: its one-cue track, from tick `start` (None:
-    the next tick) for `frames` ticks."""
-
-    name: str
-    track: GestureTrack
-    frames: int
-    start: int | None = None
-
-
 @dataclass(frozen=True)
 class LiveLines:
     """The fixed lines of the operator buttons (config `live:`)."""
@@ -203,7 +190,7 @@ class LiveTwin:
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._label_next: LabelPixels | None = None  # shown from the next tick on
-        self._gesture_now: _Manual | None = None  # the operator's gesture (play_gesture)
+        self._operator = OperatorGestures(twin, fps)  # the operator's gesture
         self.tick_ms: deque[float] = deque(maxlen=TIMING_WINDOW)
         self._tick_at: deque[float] = deque(maxlen=TIMING_WINDOW)
         self.ticks = 0
@@ -402,7 +389,7 @@ class LiveTwin:
                 target, speaking = sounding.targets[k], bool(sounding.speaking[k])
                 upcoming = sounding.targets[k + 1:k + 5]
                 gestures = sounding.gestures
-        manual, km = self._manual_at(index)
+        manual, km = self._operator.at(index)
         if gestures is not None:
             gestures.before(k, self.twin)
         if manual is not None:
@@ -500,50 +487,15 @@ class LiveTwin:
 
     # -------------------------------------------------------------- the operator's gestures
 
-    def _manual_at(self, index: int) -> tuple[_Manual | None, int]:
-        """The operator's gesture at tick `index` and its frame; it ends by itself."""
-        with self._lock:
-            m = self._gesture_now
-            if m is None:
-                return None, 0
-            if m.start is None:
-                m.start = index
-            if index - m.start >= m.frames:
-                self._gesture_now = None
-                return None, 0
-            return m, index - m.start
-
     def gesture_names(self) -> list[str]:
-        """The library gestures this avatar can show (docs/gestures.md): its recorded
-        clips plus the head motions and on-screen cues drawn without one."""
-        from livetwin.gesture.avatar import procedural_names
-        from livetwin.gesture.library import default_library
-
-        clips, names = set(getattr(self.twin, "gestures", ())), procedural_names()
-        return sorted(g.id for g in default_library()
-                      if g.id in clips or (g.procedural is not None and g.procedural in names))
+        """The library gestures this avatar can show (OperatorGestures.names)."""
+        return self._operator.names()
 
     def play_gesture(self, name: str) -> float:
         """Show gesture `name` now, speaking or not (it replaces one the operator asked
         for before and still shows); its duration in seconds. InputError for a name
         this avatar cannot show."""
-        from livetwin.gesture.library import default_library
-        from livetwin.render.head_motion import GestureTrack, TimedCue
-
-        if name not in self.gesture_names():
-            raise InputError(f"no gesture {name[:60]!r} for this avatar; choose one of "
-                             "GET /api/gestures.")
-        g = default_library()[name]
-        clips = set(getattr(self.twin, "gestures", ()))
-        how = "clip" if g.id in clips else "cue" if g.category == "cue" else "motion"
-        t = g.timing
-        start, dur = GESTURE_LEAD_S, t.nominal_s
-        cue = TimedCue(g.id, start, start + t.stroke * dur, start + dur, "", how,
-                       g.procedural, t.stroke)
-        track = GestureTrack([cue], self.fps)
-        with self._lock:
-            self._gesture_now = _Manual(name, track, math.ceil((start + dur) * self.fps) + 1)
-        return dur
+        return self._operator.play(name)
 
     # -------------------------------------------------------------- the AI label
 
@@ -651,14 +603,13 @@ class LiveTwin:
         fps = (len(at) - 1) / (at[-1] - at[0]) if len(at) > 1 and at[-1] > at[0] else 0.0
         with self._lock:
             ready, current, synth = len(self._ready), self._playing, self._synthesising
-            gesture = self._gesture_now
         return {"ticks": self.ticks, "fps": round(fps, 2),
                 "tick_ms_p50": float(np.percentile(ms, 50)) if len(ms) else 0.0,
                 "tick_ms_p99": float(np.percentile(ms, 99)) if len(ms) else 0.0,
                 "tick_ms_max": float(ms.max()) if len(ms) else 0.0,
                 "pending": self._pending.qsize(), "ready": ready,
                 "synthesising": synth.utterance.id if synth else None,
-                "gesture": gesture.name if gesture else None,
+                "gesture": self._operator.current,
                 "speaking": current.line.utterance.id if current else None}
 
     def _dispatch(self) -> None:
