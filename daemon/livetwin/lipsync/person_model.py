@@ -14,9 +14,9 @@ thread, deterministic for a seed unless a busy machine forces a shorter schedule
 
 Training is FOLDS-fold cross-validation over contiguous blocks: each block is predicted
 by NETS_PER_FOLD networks trained away from it (and from the audio around it), and the
-model is the mean of all the networks. Clone judges the model by the pooled out-of-fold Pearson r of
-predicted against real aperture, next to an energy-only baseline and a ridge regression
-on the same features; with `holdout_start` (the benchmarks' re-dub split, §4) the frames
+model is the mean of all the networks. Clone judges the model by the pooled out-of-fold
+Pearson r of predicted against real aperture, next to an energy-only baseline and a ridge
+regression on the same features; with `holdout_start` (the benchmarks' re-dub split, §4) the frames
 from there on are never trained on and the model is scored there instead.
 """
 
@@ -245,10 +245,10 @@ def train_person_model(
             # detrended from the frames these networks may see only (no leak across folds)
             x_tr, y_tr = features.mel[train], detrended(y, train, features.frame_times)[train]
             block = np.arange(lo, hi)[region[lo:hi]]
+            norms = (x_tr.mean(axis=(0, 1)), y_tr.mean(axis=0), np.maximum(y_tr.std(axis=0), 1e-6))
             fold_nets = []
             for s in range(NETS_PER_FOLD):
-                net = _MouthNet(features.config, x_tr.mean(axis=(0, 1)), y_tr.mean(axis=0),
-                                np.maximum(y_tr.std(axis=0), 1e-6), closed)
+                net = _MouthNet(features.config, *norms, closed)
                 # Each network gets an equal share of what is left of the budget.
                 now = time.perf_counter()
                 share = now + (deadline - now) / ((folds - k) * NETS_PER_FOLD - s)

@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from livetwin.errors import InputError, LivetwinError
 from livetwin.events import Product, SpeechAudio, Utterance, UtteranceSource
+from livetwin.render.compositor import LOOKAHEAD
 from livetwin.runtime.lines import PAUSE_S, LiveLine, Segment, segment, tick_start
 from livetwin.runtime.operator_gestures import OperatorGestures
 
@@ -387,7 +388,7 @@ class LiveTwin:
                 pcm = _fade_out(pcm, round(FADE_MS * SAMPLE_RATE / 1000))
             else:
                 target, speaking = sounding.targets[k], bool(sounding.speaking[k])
-                upcoming = sounding.targets[k + 1:k + 5]
+                upcoming = sounding.targets[k + 1:k + 1 + LOOKAHEAD]
                 gestures = sounding.gestures
         manual, km = self._operator.at(index)
         if gestures is not None:
