@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_clone_media import run_clone
+from .test_clone_media import TED_GESTURES, run_clone
 
 
 @pytest.fixture(scope="session")
@@ -19,15 +19,19 @@ def ted_twin(media, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
     return out / "ted.twin"
 
 
-# Gesture clips declared at clone time, shared by the gesture playback and render tests.
-TED_GESTURES = {"nod": {"start": 20.0, "end": 21.6}, "shrug": {"start": 41.0, "end": 42.0}}
+@pytest.fixture(scope="session")
+def ted_gestures_run(media, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One CLI clone of the tedlieu clip with the TED_GESTURES clips: (bundle, the clone
+    process), shared by the clone checks of test_clone_media and the gesture tests (they
+    only read the bundle)."""
+    out = tmp_path_factory.mktemp("ted_gestures")
+    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), out, "ted", TED_GESTURES)
+    return out / "ted.twin", proc
 
 
 @pytest.fixture(scope="session")
-def ted_gestures(media, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
-    """One clone of the tedlieu clip with the TED_GESTURES clips, shared by the gesture
-    tests (they only read the bundle)."""
-    out = tmp_path_factory.mktemp("ted_gestures")
-    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), out, "ted", TED_GESTURES)
+def ted_gestures(ted_gestures_run) -> Path:  # type: ignore[no-untyped-def]
+    """The bundle of `ted_gestures_run`, once the clone succeeded."""
+    path, proc = ted_gestures_run
     assert proc.returncode == 0, proc.stderr
-    return out / "ted.twin"
+    return path  # type: ignore[no-any-return]

@@ -23,6 +23,10 @@ CONSENT = {
     "contact": "maintainers",
 }
 
+# Gesture clips declared when tedlieu is cloned (conftest `ted_gestures_run`), shared by
+# these clone checks and the gesture playback and render tests.
+TED_GESTURES = {"nod": {"start": 20.0, "end": 21.6}, "shrug": {"start": 41.0, "end": 42.0}}
+
 
 def run_clone(video: Path, out: Path, name: str, gestures: dict[str, Any] | None = None
               ) -> subprocess.CompletedProcess[str]:
@@ -42,12 +46,9 @@ def manifest(path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def ted(media, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("ted")
-    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), out, "ted",
-                     gestures={"nod": {"start": 12.0, "end": 13.5},
-                               "point_down": {"start": 40.2, "end": 42.0}})
-    return out / "ted.twin", proc
+def ted(ted_gestures_run) -> tuple[Path, subprocess.CompletedProcess[str]]:  # type: ignore[no-untyped-def]
+    """The session's CLI clone of tedlieu with gesture clips (conftest TED_GESTURES)."""
+    return ted_gestures_run  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +130,10 @@ def test_ted_person_model_runs_in_onnxruntime(ted) -> None:  # type: ignore[no-u
 def test_ted_gesture_clips_are_stored_with_frames(ted) -> None:  # type: ignore[no-untyped-def]
     path, _ = ted
     clips = {c["id"]: c for c in yaml.safe_load((path / "gestures.yaml").read_text())["gestures"]}
-    assert set(clips) == {"nod", "point_down"}
-    assert (clips["nod"]["start_frame"], clips["nod"]["end_frame"]) == (300, 338)
-    assert clips["point_down"]["start_frame"] == 1005
-    assert clips["point_down"]["tracked"] > 0.95
+    assert set(clips) == set(TED_GESTURES)  # nod 20-21.6 s, shrug 41-42 s at 25 fps
+    assert (clips["nod"]["start_frame"], clips["nod"]["end_frame"]) == (500, 540)
+    assert (clips["shrug"]["start_frame"], clips["shrug"]["end_frame"]) == (1025, 1050)
+    assert min(c["tracked"] for c in clips.values()) > 0.95
     assert manifest(path)["gestures"] == list(clips.values())
 
 
