@@ -14,7 +14,8 @@ import numpy.typing as npt
 
 from livetwin.lipsync.track import MouthRange
 from livetwin.render.canvas import Canvas
-from livetwin.runtime.live import LiveEvent, LiveLines, LiveTwin
+from livetwin.runtime.live import LiveLines, LiveTwin
+from livetwin.runtime.live_events import LiveEvent
 from livetwin.speech.base import TTSBackend
 
 from .fakes_tts import FakeTTS

@@ -10,7 +10,8 @@ import numpy as np
 
 from livetwin.config import Config
 from livetwin.events import UtteranceSource
-from livetwin.runtime.live import LiveTwin, open_live
+from livetwin.runtime.live import LiveTwin
+from livetwin.runtime.live_open import open_live
 
 LINE = "If you like the show, tap follow now so you never miss a deal."
 

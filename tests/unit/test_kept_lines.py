@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from livetwin.runtime.kept_lines import MAX_AGE_S, STATE_KEY, KeptLines
-from livetwin.runtime.live import LineEnded, LineFailed, LiveEvent
+from livetwin.runtime.live_events import LineEnded, LineFailed, LiveEvent
 from livetwin.store import open_store
 from livetwin.store.db import Store
 

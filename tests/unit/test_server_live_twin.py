@@ -13,12 +13,11 @@ import pytest
 
 from livetwin.errors import BackendError, InputError
 from livetwin.events import Product, SpeechAudio, UtteranceSource
-from livetwin.runtime.live import (
-    MAX_PENDING,
+from livetwin.runtime.live import MAX_PENDING, LiveTwin
+from livetwin.runtime.live_events import (
     LineEnded,
     LineFailed,
     LineStarted,
-    LiveTwin,
     QueueFull,
     StateChanged,
 )

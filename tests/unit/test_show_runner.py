@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from livetwin.events import ChatKind, Utterance, UtteranceSource
-from livetwin.runtime.live import (
+from livetwin.runtime.live_events import (
     LineEnded,
     LineStarted,
     LiveEvent,

@@ -13,7 +13,7 @@ from typing import Any
 
 from livetwin.config import ShowConfig
 from livetwin.events import Product, UtteranceSource
-from livetwin.runtime.live import LineStarted
+from livetwin.runtime.live_events import LineStarted
 from livetwin.show.catalog import CatalogItem
 from livetwin.show.director import Director, DirectorSettings, ShowItem
 from livetwin.show.runner import STATE_KEY, open_show

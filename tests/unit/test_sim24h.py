@@ -39,16 +39,8 @@ from livetwin.chat.registry import ChatService, settings_from_config
 from livetwin.config import ChatConfig, Config, ShowConfig
 from livetwin.events import ChatKind, Product, Utterance, UtteranceSource
 from livetwin.runtime.demo import Audience, AudienceStep, _set_viewers, prepare_store
-from livetwin.runtime.live import (
-    GAP_S,
-    MAX_PENDING,
-    SOURCE_RANK,
-    LineEnded,
-    LineStarted,
-    LiveEvent,
-    LiveState,
-    QueueFull,
-)
+from livetwin.runtime.live import GAP_S, MAX_PENDING, SOURCE_RANK
+from livetwin.runtime.live_events import LineEnded, LineStarted, LiveEvent, LiveState, QueueFull
 from livetwin.runtime.transcript import MAX_ENTRIES
 from livetwin.server.app import Daemon
 from livetwin.server.auth import Token

@@ -20,7 +20,7 @@ from livetwin.chat.registry import open_chat
 from livetwin.config import ChatConfig, LLMConfig
 from livetwin.output import LiveOutput, UdpTsSink
 from livetwin.runtime import watchdog as wd
-from livetwin.runtime.live import LineEnded, LineStarted
+from livetwin.runtime.live_events import LineEnded, LineStarted
 from livetwin.server.app import Daemon
 from livetwin.server.auth import Token
 from livetwin.speech.espeak import EspeakTTS

@@ -243,7 +243,7 @@ class ChatPipeline:
     def speak(self, job: _Job) -> list[str]:
         """Check every part of `job` and say those that pass; the line ids."""
         from livetwin.errors import InputError
-        from livetwin.runtime.live import QueueFull
+        from livetwin.runtime.live_events import QueueFull
 
         ids = []
         source = UtteranceSource.GREETING if job.kind in ("greeting", "thanks") \

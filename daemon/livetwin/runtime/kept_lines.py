@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from livetwin.events import UtteranceSource
-from livetwin.runtime.live import LineEnded, LineFailed, LiveEvent
+from livetwin.runtime.live_events import LineEnded, LineFailed, LiveEvent
 
 if TYPE_CHECKING:
     from livetwin.runtime.live import LiveTwin

@@ -22,7 +22,8 @@ from livetwin import __version__
 from livetwin.chat.registry import ChatService
 from livetwin.errors import InputError
 from livetwin.events import ChatEvent, ChatKind, Product, UtteranceSource, ViewerStats
-from livetwin.runtime.live import LineStarted, LiveEvent, LiveTwin, QueueFull
+from livetwin.runtime.live import LiveTwin
+from livetwin.runtime.live_events import LineStarted, LiveEvent, QueueFull
 from livetwin.runtime.transcript import ChatLog, Transcript, TranscriptEntry
 from livetwin.server.auth import Token
 from livetwin.server.guard import Guard

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from livetwin.events import ChatEvent
-from livetwin.runtime.live import (
+from livetwin.runtime.live_events import (
     LineEnded,
     LineFailed,
     LineStarted,

@@ -124,7 +124,7 @@ def run(cfg: Config, opts: ServeOptions, *, announce: Callable[[str], None] = pr
     from livetwin.output import EncoderSettings, LiveOutput, sinks_from_config
     from livetwin.output.live import set_niceness
     from livetwin.runtime.kept_lines import KeptLines
-    from livetwin.runtime.live import open_live
+    from livetwin.runtime.live_open import open_live
     from livetwin.server.app import Daemon, create_app
     from livetwin.server.auth import resolve_token
     from livetwin.show.catalog import read_catalog

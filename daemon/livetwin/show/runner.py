@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from livetwin.errors import LivetwinError
 from livetwin.events import ChatKind, UtteranceSource
-from livetwin.runtime.live import (
+from livetwin.runtime.live_events import (
     LineEnded,
     LineFailed,
     LineStarted,
