@@ -35,3 +35,12 @@ def ted_gestures(ted_gestures_run) -> Path:  # type: ignore[no-untyped-def]
     path, proc = ted_gestures_run
     assert proc.returncode == 0, proc.stderr
     return path  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def sweater_run(media, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One CLI clone of the whole bearded portrait clip (1080x1920 HEVC, 20 s): (bundle,
+    the clone process), shared by the portrait clone checks and the ghost-jaw test."""
+    out = tmp_path_factory.mktemp("sweater")
+    proc = run_clone(media("man_black_sweater_20s_latentsync_demo2.mp4"), out, "sweater")
+    return out / "sweater.twin", proc

@@ -52,10 +52,9 @@ def ted(ted_gestures_run) -> tuple[Path, subprocess.CompletedProcess[str]]:  # t
 
 
 @pytest.fixture(scope="module")
-def sweater(media, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:  # type: ignore[no-untyped-def]
-    out = tmp_path_factory.mktemp("sweater")
-    proc = run_clone(media("man_black_sweater_20s_latentsync_demo2.mp4"), out, "sweater")
-    return out / "sweater.twin", proc
+def sweater(sweater_run) -> tuple[Path, subprocess.CompletedProcess[str]]:  # type: ignore[no-untyped-def]
+    """The session's CLI clone of the portrait clip (conftest `sweater_run`)."""
+    return sweater_run  # type: ignore[no-any-return]
 
 
 def test_ted_clone_succeeds_and_verifies(ted) -> None:  # type: ignore[no-untyped-def]

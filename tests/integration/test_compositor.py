@@ -4,29 +4,19 @@ of ARCHITECTURE.md §4 at its simplest), closed mouth, seams, and PNGs a person 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
-import yaml
 
 from livetwin.avatar import face
 from livetwin.render.compositor import Compositor
-from tests import mediagen
 
 pytestmark = [pytest.mark.media, pytest.mark.slow]
 
 CHECK_DIR = Path("/tmp/render_check")
-CONSENT = {
-    "subject": "Test Person",
-    "statement": "Footage used only for livetwin's internal tests, never published.",
-    "date": "2026-11-01",
-    "contact": "maintainers",
-}
 U8 = npt.NDArray[np.uint8]
 
 
@@ -187,19 +177,13 @@ def test_sentence_pngs(comp: Compositor, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def sweater(media, tmp_path_factory) -> Compositor:  # type: ignore[no-untyped-def]
-    """A clone of 10 s (at 720x1280) of the bearded portrait clip: its beard-against-neck
-    jaw edge shows any patch whose jaw outline differs from the base frame's."""
-    out = tmp_path_factory.mktemp("sweater")
-    consent = out / "consent.yaml"
-    consent.write_text(yaml.safe_dump(CONSENT))
-    clip = mediagen.make_clip(media("man_black_sweater_20s_latentsync_demo2.mp4"),
-                              out / "sweater.mp4", duration=10.0, size=(720, 1280))
-    cmd = [sys.executable, "-m", "livetwin.cli", "clone", str(clip), "--name", "sweater",
-           "--consent", str(consent), "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+def sweater(sweater_run) -> Compositor:  # type: ignore[no-untyped-def]
+    """The session's clone of the bearded portrait clip (footage at 720x1280, conftest
+    `sweater_run`): its beard-against-neck jaw edge shows any patch whose jaw outline
+    differs from the base frame's."""
+    path, proc = sweater_run
     assert proc.returncode == 0, proc.stderr
-    return Compositor(out / "sweater.twin")
+    return Compositor(path)
 
 
 def jaw_band_gradient(img: U8, lm: npt.NDArray[np.float32]) -> float:
