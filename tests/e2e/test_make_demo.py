@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MINUTES = 1.5
+MINUTES = 1.0
 pytestmark = pytest.mark.slow
 
 

@@ -11,16 +11,18 @@ from typing import Any
 
 import pytest
 
-from livetwin.render.redub import SUITABLE, redub_figures
+from livetwin.render.redub import SUITABLE
+
+from .conftest import TED
 
 pytestmark = [pytest.mark.media, pytest.mark.slow]
 
-TED = "tedlieu_60s_edtalk_pose_source2.mp4"
+
 @pytest.fixture(scope="module", params=SUITABLE, ids=lambda name: name.split("_")[0])
-def fig(request, media, tmp_path_factory) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """One clone and re-dub per video for the whole module."""
+def fig(request, media, redub_run) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One clone and re-dub per video for the whole session (conftest `redub_run`)."""
     video: Path = media(request.param)
-    out = redub_figures(video, tmp_path_factory.mktemp("redub"))
+    out, _ = redub_run(request.param)
     print(f"\nre-dub figures {video.name}:\n{json.dumps(out, indent=1)}")
     t = out["tracks"]
     print(f"SUMMARY {video.stem}: frames {out['held_out_frames']} @ {out['fps']} fps | "
