@@ -3,48 +3,26 @@ copied into an empty directory and `make demo MINUTES=...` runs there with nothi
 (it creates its own .venv). It must end by itself, leave a `demo.mp4` with the twin
 talking and sound, and a transcript with script lines, chat answers and greetings.
 
+The run itself is tests/e2e/make_demo_run.py: the root conftest starts it in the
+background when collection ends, beside the unit tests, and this test waits for it.
+
 Reported (printed with -s): the time from `make demo` to the first spoken line, and the
 disk the environment takes. Uses the machine's pip cache, as a newcomer's second try
-would; a cold cache adds the download time of torch and friends."""
+would; a cold cache adds the download time of torch and friends. Both times are taken
+while the unit tests share the CPU."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
 import sqlite3
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import av
-import httpx
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-MINUTES = 1.0
+from .make_demo_run import MINUTES, DemoRun
+
 pytestmark = pytest.mark.slow
-
-
-def _copy_checkout(dst: Path) -> None:
-    """The files a fresh clone would have (tracked, plus new files git does not ignore)."""
-    names = (
-        subprocess.run(
-            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for name in filter(None, names):
-        src = ROOT / name
-        if src.is_file():
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / name)
 
 
 def _du_mb(path: Path) -> float:
@@ -87,69 +65,14 @@ def lip_motion(video: Path, every: int = 5) -> tuple[float, float]:
     return float(change[talking].mean()), float(change[quiet].mean()) if quiet.any() else 0.0
 
 
-def test_make_demo_from_a_fresh_copy(tmp_path: Path) -> None:
-    if shutil.which("make") is None:
-        pytest.fail("make is not installed; install it (Debian: apt-get install make)")
-    repo = tmp_path / "livetwin"
-    repo.mkdir()
-    _copy_checkout(repo)
-    assert not (repo / ".venv").exists()
-    home = tmp_path / "home"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH", "LIVETWIN_"))
-    }
-    env["LIVETWIN_HOME"] = str(home)
-    env["PATH"] = ":".join(
-        p for p in env.get("PATH", "").split(":") if not p.startswith(str(ROOT / ".venv"))
-    )
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        ["make", "demo", f"MINUTES={MINUTES}"],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    out: list[str] = []
-    url: list[str] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.append(line)
-            m = re.search(r"dashboard (http://\S+)/\?token=(\S+)", line)
-            if m:
-                url[:] = [m.group(1), m.group(2)]
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    first_line_s = None
-    deadline = time.monotonic() + 20 * 60
-    while proc.poll() is None:
-        assert time.monotonic() < deadline, "make demo did not end:\n" + "".join(out[-40:])
-        if url and first_line_s is None:
-            try:
-                lines = httpx.get(
-                    f"{url[0]}/api/transcript",
-                    timeout=2,
-                    headers={"Authorization": f"Bearer {url[1]}"},
-                ).json()
-            except httpx.HTTPError:
-                lines = []
-            if lines:
-                first_line_s = time.monotonic() - t0
-        time.sleep(0.5)
-    reader.join(5)
-    assert proc.stdout is not None
-    proc.stdout.close()
-    total_s = time.monotonic() - t0
-    log = "".join(out)
-    assert proc.returncode == 0, log[-4000:]
-    assert first_line_s is not None, "no line was spoken while the demo ran:\n" + log[-3000:]
-    assert url and url[1], "make demo did not print the dashboard address with its token"
+def test_make_demo_from_a_fresh_copy(make_demo_run: DemoRun) -> None:
+    run = make_demo_run
+    if run.error:
+        pytest.fail(run.error)
+    repo, home, log = run.repo, run.home, run.log
+    assert run.returncode == 0, log[-4000:]
+    assert run.first_line_s is not None, "no line was spoken while the demo ran:\n" + log[-3000:]
+    assert run.url and run.url[1], "make demo did not print the dashboard address with its token"
 
     # the recording: the twin talking, with sound
     video = repo / "demo.mp4"
@@ -169,7 +92,7 @@ def test_make_demo_from_a_fresh_copy(tmp_path: Path) -> None:
 
     venv_mb = _du_mb(repo / ".venv")
     print(
-        f"\nmake demo: first spoken line after {first_line_s:.0f} s, whole run "
-        f"{total_s:.0f} s ({MINUTES:g} min show); .venv takes {venv_mb:.0f} MB; "
+        f"\nmake demo (beside the unit tests): first spoken line after {run.first_line_s:.0f} s, "
+        f"whole run {run.total_s:.0f} s ({MINUTES:g} min show); .venv takes {venv_mb:.0f} MB; "
         f"demo.mp4 {duration:.0f} s"
     )
