@@ -9,6 +9,7 @@ checks what it left."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -146,7 +147,9 @@ class DemoRun:
         return self
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
             os.killpg(self._proc.pid, signal.SIGTERM)
             try:
                 self._proc.wait(15)
