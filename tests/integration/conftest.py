@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from livetwin.render.redub import redub_figures
+from livetwin.render.redub import BUNDLE, redub_figures
 
 from .test_clone_media import TED_GESTURES, run_clone
 
@@ -26,7 +26,7 @@ def redub_run(media, tmp_path_factory) -> Callable[[str], Redub]:  # type: ignor
     def get(name: str) -> Redub:
         if name not in done:
             work = tmp_path_factory.mktemp("redub")
-            done[name] = redub_figures(media(name), work), work / "redub.twin"
+            done[name] = redub_figures(media(name), work), work / f"{BUNDLE}.twin"
         return done[name]
 
     return get

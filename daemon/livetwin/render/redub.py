@@ -60,6 +60,7 @@ U8 = npt.NDArray[np.uint8]
 SUITABLE = ("tedlieu_60s_edtalk_pose_source2.mp4", "man_black_sweater_20s_latentsync_demo2.mp4",
             "woman_expressive_34s_liveportrait_d6.mp4")
 DEFAULT_HOLDOUT = 0.18
+BUNDLE = "redub"  # the clone of the cut video: work_dir / f"{BUNDLE}.twin"
 MIN_HOLDOUT_S = 3.0
 MAX_LAG_S = 0.4
 AUDIO_RATE = 48_000  # of the cut file and the held-out WAV (say's rate)
@@ -340,7 +341,7 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
         consent = work_dir / "consent.yaml"
         consent.write_text(yaml.safe_dump(CONSENT), encoding="utf-8")
         t1 = time.perf_counter()
-        res = clone(cut, "redub", consent, out_dir=work_dir, force=True)
+        res = clone(cut, BUNDLE, consent, out_dir=work_dir, force=True)
         clone_s = time.perf_counter() - t1
     finally:
         cut.unlink(missing_ok=True)
