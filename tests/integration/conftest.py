@@ -48,7 +48,7 @@ def ted_gestures_run(media, tmp_path_factory):  # type: ignore[no-untyped-def]
     process), shared by the clone checks of test_clone_media and the gesture tests (they
     only read the bundle)."""
     out = tmp_path_factory.mktemp("ted_gestures")
-    proc = run_clone(media("tedlieu_60s_edtalk_pose_source2.mp4"), out, "ted", TED_GESTURES)
+    proc = run_clone(media(TED), out, "ted", TED_GESTURES)
     return out / "ted.twin", proc
 
 

@@ -19,9 +19,9 @@ pytestmark = [pytest.mark.media, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module", params=SUITABLE, ids=lambda name: name.split("_")[0])
-def fig(request, media, redub_run) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def fig(request, redub_run) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """One clone and re-dub per video for the whole session (conftest `redub_run`)."""
-    video: Path = media(request.param)
+    video = Path(request.param)
     out, _ = redub_run(request.param)
     print(f"\nre-dub figures {video.name}:\n{json.dumps(out, indent=1)}")
     t = out["tracks"]
