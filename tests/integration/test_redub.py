@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from livetwin.render.redub import SUITABLE
+from livetwin.render.redub import SUITABLE, redub_figures
 
 from .conftest import TED
 
@@ -19,10 +19,10 @@ pytestmark = [pytest.mark.media, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module", params=SUITABLE, ids=lambda name: name.split("_")[0])
-def fig(request, redub_run) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """One clone and re-dub per video for the whole session (conftest `redub_run`)."""
-    video = Path(request.param)
-    out, _ = redub_run(request.param)
+def fig(request, media, tmp_path_factory) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One clone and re-dub per video for the whole module."""
+    video: Path = media(request.param)
+    out = redub_figures(video, tmp_path_factory.mktemp("redub"))
     print(f"\nre-dub figures {video.name}:\n{json.dumps(out, indent=1)}")
     t = out["tracks"]
     print(f"SUMMARY {video.stem}: frames {out['held_out_frames']} @ {out['fps']} fps | "
