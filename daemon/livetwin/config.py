@@ -73,6 +73,10 @@ class TTSConfig(_Section):
     retry_after_s: float = Field(30.0, gt=0, description="A backend that failed is "
                                  "skipped this long, then tried again with a sentence.")
     cache_mb: int = Field(256, ge=0, description="Disk cache of spoken lines (0 = off).")
+    rate: float = Field(1.0, ge=0.5, le=2.0, description="Speaking-rate factor of the live "
+                        "voice: 1 is the voice's own pace, 1.2 is 20 % faster.")
+    pitch: float = Field(1.0, ge=0.5, le=2.0, description="Pitch factor of the live voice "
+                         "(espeak only; other backends ignore it).")
     piper: PiperConfig = PiperConfig()
     http: HttpTTSConfig = HttpTTSConfig()
     gpt_sovits: GPTSoVITSConfig = GPTSoVITSConfig()

@@ -47,13 +47,13 @@ from livetwin.runtime.live_events import (
     Subscriber,
 )
 from livetwin.runtime.operator_gestures import OperatorGestures
+from livetwin.speech.base import TTSBackend, VoiceSettings
 
 if TYPE_CHECKING:
     from livetwin.lipsync.person_onnx import PersonMouthModel
     from livetwin.lipsync.track import MouthRange
     from livetwin.render.canvas import Canvas, LabelPixels
     from livetwin.render.engine import TwinSource
-    from livetwin.speech.base import TTSBackend
 
 log = logging.getLogger(__name__)
 U8 = npt.NDArray[np.uint8]
@@ -112,7 +112,8 @@ class LiveTwin:
                  mouth_range: MouthRange, model: PersonMouthModel | None = None,
                  products: Sequence[Product] = (), lines: LiveLines = LiveLines(),
                  avatar: str = "", wall: Callable[[], float] = time.time,
-                 gesture_density: float | None = None) -> None:
+                 gesture_density: float | None = None,
+                 voice: VoiceSettings | None = None) -> None:
         if SAMPLE_RATE % fps:
             raise ValueError(f"fps {fps} does not divide {SAMPLE_RATE}")
         self.twin = twin
@@ -123,6 +124,7 @@ class LiveTwin:
         self.products = list(products)
         self.lines = lines
         self._tts = tts
+        self._voice = voice or VoiceSettings()  # pace and pitch of every line
         self._mouth = mouth_range
         self._model = model
         self._wall = wall
@@ -285,7 +287,7 @@ class LiveTwin:
         spoken = normalize(utt.text, utt.lang)
         with self._lock:
             self._synthesising = line
-        stream = self._tts.stream(spoken, lang=utt.lang)
+        stream = self._tts.stream(spoken, lang=utt.lang, settings=self._voice)
         self._task = asyncio.current_task()
         try:
             async for item in stream:

@@ -62,6 +62,7 @@ def open_live(avatar: str, cfg: Config, products: Sequence[Product] = (), *,
     from livetwin.render.canvas import Canvas
     from livetwin.render.engine import open_twin
     from livetwin.render.say import render_side, resolve_avatar
+    from livetwin.speech.base import VoiceSettings
     from livetwin.speech.registry import from_config
 
     s = settings or settings_from_config(cfg)
@@ -90,4 +91,5 @@ def open_live(avatar: str, cfg: Config, products: Sequence[Product] = (), *,
     return LiveTwin(twin, canvas, tts, fps=s.fps, mouth_range=MouthRange.from_bundle(bundle_dir),
                     model=model, products=products, avatar=avatar, wall=wall,
                     lines=LiveLines(lv.lang, lv.call_to_follow, lv.point_to_cart),
-                    gesture_density=cfg.gestures.density if cfg.gestures.enabled else None)
+                    gesture_density=cfg.gestures.density if cfg.gestures.enabled else None,
+                    voice=VoiceSettings(rate=cfg.tts.rate, pitch=cfg.tts.pitch))
