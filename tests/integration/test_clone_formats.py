@@ -55,7 +55,7 @@ def _write_vfr(src: Path, out: Path, seconds: float) -> tuple[int, np.ndarray]:
 
 def test_variable_frame_rate_keeps_true_frame_times(media, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     video = tmp_path / "vfr.mp4"
-    n, true_times = _write_vfr(media(SOURCE), video, 30.0)
+    n, true_times = _write_vfr(media(SOURCE), video, 14.0)
     m = _clone(video, tmp_path)
     assert m["source"]["frames"] == n
     with np.load(tmp_path / "c.twin" / "track.npz") as z:

@@ -60,6 +60,9 @@ def _wait_for_lines(http: httpx.Client, expect: set[str], deadline: float) -> li
 def test_public_redteam_set(redteam: dict, tmp_path: Path,
                             tmp_path_factory: pytest.TempPathFactory) -> None:
     config = {"output": {"obs_url": "", "preview_fps": 0},
+              # the checks read the transcript, and a real serve speaks every line in
+              # real time: at twice the pace the show takes half as long
+              "tts": {"rate": 2.0},
               # every neutral line is spoken (checked) and nothing expires while queued
               "chat": {"deflect_interval_s": 0, "max_age_s": 600, "queue_size": 100}}
     gen = serve(tmp_path_factory.mktemp("redteam_home"), tmp_path, config,
