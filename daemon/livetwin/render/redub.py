@@ -18,7 +18,10 @@ with its own real audio, and compare the rendered mouth with the real held-out f
 4. every track is rendered in memory with LoopWalker + Compositor at the footage's size,
    one frame per held-out video frame, on the same walker base frames, each pick seeing
    the next LOOKAHEAD targets as in `say` (before 2026-11-25 the test rendered without
-   look-ahead, which `say` and the live daemon never do);
+   look-ahead, which `say` and the live daemon never do); this is repeated on `walks`
+   loop walks (walker seeds seed, seed + 1, ...), and each figure of a rendered track is
+   the mean over them (the lag their median), since one walk's r moves with the base
+   frames it happens to show (tedlieu's model track over five walks: 0.58-0.66);
 5. mediapipe face mesh measures aperture = dist(13, 14) / dist(33, 263) on the rendered
    and on the real frames; r is their Pearson correlation, lag the shift within +-400 ms
    maximising it (positive = the render is late: rendered frame t + lag matches real
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import statistics
 import time
 import wave
 from collections.abc import Iterator
@@ -68,6 +72,7 @@ SILENT_DBFS = -50.0  # an audio track quieter than this (RMS) carries no speech
 CUT_CRF = "14"
 CUT_PRESET = "veryfast"
 RANDOM_HOLD = (2, 5)  # frames each random patch is held, inclusive
+WALKS = 5  # loop walks each track is rendered on (module doc, step 4)
 CONSENT = {
     "subject": "re-dub test clip",
     "statement": "Used only to measure livetwin's lip sync on internal test footage.",
@@ -292,6 +297,23 @@ def random_walk_targets(descriptors: F32, n: int, seed: int) -> tuple[F32, int]:
     return np.nan_to_num(descriptors[idx]).astype(np.float32), visits
 
 
+def _walk(graph: Any, n: int, fps: float, seed: int) -> list[int]:
+    """Base frame indices of n output frames at `fps`, walked as say walks them (idle
+    start, speaking throughout)."""
+    from livetwin.render.loop_walker import LoopWalker
+
+    walker = LoopWalker(graph, np.random.default_rng(seed), prefer_idle=True)
+    walker.prefer_idle = False
+    steps, base, b = 0, [], 0
+    for k in range(n):
+        due = math.floor(k * graph.fps / fps) + 1
+        while steps < due:
+            b = walker.next()
+            steps += 1
+        base.append(b)
+    return base
+
+
 def _oracle_targets(frames: list[U8], closed: F32) -> F32:
     """The real held-out descriptors (aperture, width, rounding, teeth) measured on the
     real frames; the closed mouth where no face is found."""
@@ -319,7 +341,7 @@ def _fit(values: F32, n: int, closed: F32) -> F32:
 
 
 def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDOUT,
-                  seed: int = 0, oracle: bool = True) -> dict[str, Any]:
+                  seed: int = 0, oracle: bool = True, walks: int = WALKS) -> dict[str, Any]:
     """Run the re-dub test on `video` (module doc) with scratch files in `work_dir`;
     a JSON-able dict of figures. InputError where the video is unsuitable."""
     from livetwin.avatar.clone import clone
@@ -327,10 +349,11 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
     from livetwin.lipsync.person_onnx import PersonMouthModel
     from livetwin.lipsync.track import MouthRange, plan_mouth, track_from_energy
     from livetwin.render.compositor import LOOKAHEAD, Compositor
-    from livetwin.render.loop_walker import LoopWalker
     from livetwin.render.say import _recorded
 
     video = Path(video)
+    if walks < 1:
+        raise ValueError(f"walks must be at least 1, got {walks}")
     check_suitable(video, holdout)
     work_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -368,32 +391,23 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
     if oracle:
         targets["oracle"] = _oracle_targets(real_frames, rng_mouth.closed)
 
-    # Base frames as say walks them (idle start, speaking throughout), shared by all tracks.
     graph = LoopGraph.load(bundle / "loops.npz")
-    walker = LoopWalker(graph, np.random.default_rng(seed), prefer_idle=True)
-    walker.prefer_idle = False
-    steps, base = 0, []
-    for k in range(n):
-        due = math.floor(k * graph.fps / fps) + 1
-        while steps < due:
-            b = walker.next()
-            steps += 1
-        base.append(b)
-
     t2 = time.perf_counter()
     with ApertureMeter() as meter:
         real_ap = np.array([meter(rgb) for rgb in real_frames])
-    rendered: dict[str, F64] = {}
-    own: dict[str, float] = {}
-    for name, tgt in targets.items():
-        comp.reset()
-        comp.picks.clear()
-        with ApertureMeter() as meter:
-            # as say renders: each frame's pick sees the next LOOKAHEAD targets
-            rendered[name] = np.array([
-                meter(comp.render(base[k], tgt[k], tgt[k + 1:k + 1 + LOOKAHEAD]))
-                for k in range(n)])
-        own[name] = float(np.mean(np.array(comp.picks) == -1))
+    rendered: dict[str, list[F64]] = {name: [] for name in targets}
+    own: dict[str, list[float]] = {name: [] for name in targets}
+    for w in range(walks):
+        base = _walk(graph, n, fps, seed + w)
+        for name, tgt in targets.items():
+            comp.reset()
+            comp.picks.clear()
+            with ApertureMeter() as meter:
+                # as say renders: each frame's pick sees the next LOOKAHEAD targets
+                rendered[name].append(np.array([
+                    meter(comp.render(base[k], tgt[k], tgt[k + 1:k + 1 + LOOKAHEAD]))
+                    for k in range(n)]))
+            own[name].append(float(np.mean(np.array(comp.picks) == -1)))
     measure_s = time.perf_counter() - t2
 
     def num(x: float, d: int = 3) -> float | None:
@@ -401,20 +415,24 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
 
     tracks: dict[str, Any] = {}
     for name, tgt in targets.items():
-        lag, r_at = redub_lag(rendered[name], real_ap, fps)
+        runs = rendered[name]
+        rs = [finite_r(a, real_ap) for a in runs]
+        lags = [redub_lag(a, real_ap, fps) for a in runs]
+        lag = int(statistics.median_low(lg for lg, _ in lags))
         t_lag, t_r_at = redub_lag(tgt[:, 0], real_ap, fps)
         tracks[name] = {
-            "r": num(finite_r(rendered[name], real_ap)),
+            "r": num(float(np.mean(rs))),
+            "r_walks": [num(r) for r in rs],
             "lag_frames": lag,
             "lag_ms": num(1000.0 * lag / fps, 1),
-            "r_at_lag": num(r_at),
+            "r_at_lag": num(float(np.mean([r for _, r in lags]))),
             "track_r": num(finite_r(tgt[:, 0], real_ap)),
             "track_lag_frames": t_lag,
             "track_r_at_lag": num(t_r_at),
-            "target_r": num(finite_r(rendered[name], tgt[:, 0])),
+            "target_r": num(float(np.mean([finite_r(a, tgt[:, 0]) for a in runs]))),
             "finite_targets": bool(np.isfinite(tgt).all()),
-            "faces_found": round(float(np.isfinite(rendered[name]).mean()), 3),
-            "own_mouth_share": round(own[name], 3),
+            "faces_found": round(min(float(np.isfinite(a).mean()) for a in runs), 3),
+            "own_mouth_share": round(float(np.mean(own[name])), 3),
         }
     tracks["product"]["source"] = product.source
     tracks["random"]["patches_visited"] = visits
@@ -432,6 +450,7 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
         "clone_s": round(clone_s, 2),
         "split_s": round(split_s, 2),
         "measure_s": round(measure_s, 2),
+        "walks": walks,
         "person_model_val_r": pm.get("val_r"),
         "person_model_kept": bool(pm.get("file")),
         # Training is time-budgeted: on a busy machine fewer steps run (shortened).
