@@ -348,7 +348,8 @@ def track_from_model(model: PersonMouthModel, pcm: npt.NDArray[np.floating],
                      ) -> MouthTrack:
     """Mouth targets from the person audio-to-mouth model (backends without timings).
     Frames are stamped with their start time, as the model was trained on source frames.
-    Only the aperture is the model's; the other columns follow it (MouthRange.along_aperture).
+    The aperture is the model's; the other columns lean towards the person's own shape at
+    that aperture (MouthRange.along_aperture).
     Pauses (voice_activity) close the mouth and hold it exactly still: the model alone
     keeps mumbling through room noise."""
     rng = mouth_range or MouthRange.default()
