@@ -1,5 +1,6 @@
-"""The live voice's pace and pitch come from the config (`tts.rate`, `tts.pitch`): the
-daemon's lines are spoken at that pace by the real espeak voice."""
+"""The live voice's pace comes from the config (`tts.rate`): the daemon's lines are spoken
+at that pace by the real espeak voice. (`tts.pitch` travels with it in the same
+VoiceSettings; its sound is not measured here.)"""
 
 from __future__ import annotations
 
