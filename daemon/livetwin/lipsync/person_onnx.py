@@ -118,11 +118,9 @@ def _member_nodes(net: _MouthNet, p: str, node: Callable[..., str],
     """Nodes of one network up to its ungated descriptor; names prefixed with `p`."""
     from torch import nn
 
-    from livetwin.lipsync.person_model import DB_SCALE
-
     state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     h = node("Sub", ["features", const(p + "feat_mean", state["feat_mean"])], p + "centred")
-    h = node("Mul", [h, const(p + "db_scale", 1.0 / DB_SCALE)], p + "scaled")
+    h = node("Mul", [h, const(p + "feat_scale", 1.0 / state["feat_scale"])], p + "scaled")
     h = node("Transpose", [h], p + "chan_first", perm=[0, 2, 1])
     for i, conv in enumerate(net.convs):
         assert isinstance(conv, nn.Conv1d)
