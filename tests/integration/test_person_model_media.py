@@ -25,6 +25,9 @@ SR = 16000
 HOLDOUT_SHARE = 0.15
 # clone's default budget (config clone.train_seconds): four cross-validation networks.
 TRAIN_BUDGET_S = 30.0
+# The gate test's speech comes from another person; its two trainings get a short budget.
+OTHER_VOICE = "woman_expressive_34s_liveportrait_d6.mp4"
+GATE_BUDGET_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,25 @@ def test_exported_model_runs_on_the_clip_audio(
     assert np.corrcoef(predicted[ok], real[ok])[0, 1] > 0.5
     silent = runtime.predict(np.zeros(2 * SR, np.float32), SR, np.arange(0, 2, 0.04))[:, 0]
     assert np.abs(silent - trained.closed[0]).max() < 0.1 * (trained.high[0] - trained.low[0])
+
+
+def test_another_persons_audio_falls_under_the_clone_gate(
+    clip: Clip, media: Callable[[str], Path]
+) -> None:
+    """Clone drops the person model when its cross-validated r is at most MIN_MODEL_R (the
+    audio is not the person's speech): woman_expressive's audio under the first 30 s of
+    ted's mouth must fall under that gate, and ted's own audio must clear it."""
+    from livetwin.avatar.clone import MIN_MODEL_R
+
+    n = int(np.searchsorted(clip.frame_times, 30.0))
+    times, desc, ok = clip.frame_times[:n], clip.descriptors[:n], clip.tracked[:n]
+    other, _ = _audio(media(OTHER_VOICE))
+    assert len(other) >= 30 * SR
+    r = {}
+    for name, pcm in (("own", clip.pcm[: 30 * SR]), ("other", other[: 30 * SR])):
+        features = compute_features(pcm, SR, times)
+        model = train_person_model(features, desc, ok, budget_s=GATE_BUDGET_S)
+        r[name] = model.metrics.val_r
+    print(f"cross-validated r, ted's mouth: own audio {r['own']:.3f}, "
+          f"another person's {r['other']:.3f} (gate {MIN_MODEL_R})")
+    assert r["other"] <= MIN_MODEL_R < r["own"]
