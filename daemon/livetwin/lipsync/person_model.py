@@ -55,7 +55,8 @@ INPUT_DROPOUT = 0.1
 # over frames and context steps, floored at MIN_BAND_SPREAD_DB), so a quiet band that
 # carries articulation weighs as much as a loud one. Held-out track r (last 18 %, 2 seeds)
 # for sweater / woman / ted with one 20 dB scale for all bands: .569 / .669 / .686; per
-# band: .544 / .727 / .690; per band with mixup (MIXUP_ALPHA): .609 / .714 / .677.
+# band: .544 / .727 / .690; per band with mixup (MIXUP_ALPHA): .609 / .714 / .677 (this
+# code, whose Beta draws differ, over 4 seeds: .603 / .723 / .681).
 MIN_BAND_SPREAD_DB = 1.0
 BATCH = 128
 MIN_TRAIN_FRAMES = 50
