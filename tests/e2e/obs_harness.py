@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -26,8 +27,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "obs_plugin" / "livetwin_obs.py"
+# gdb: a backtrace from OBS's core file when OBS dies of a signal (see `crash_report`)
 APT_PACKAGES = ("obs-studio", "xvfb", "xauth", "libgl1-mesa-dri", "libglx-mesa0",
-                "libegl-mesa0")
+                "libegl-mesa0", "gdb")
 PROFILE = "livetwin-e2e"
 COLLECTION = "livetwin-e2e"
 SCENE = "Scene"
@@ -52,6 +54,20 @@ def ensure_obs() -> str | None:
     if shutil.which("obs") and shutil.which("Xvfb"):
         return None
     return "apt-get installed obs-studio/xvfb but the binaries are not on PATH"
+
+
+def _allow_core_dump() -> None:
+    """In OBS's child process: let a crash leave a core file for `crash_report`."""
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+
+
+def _path_without_venvs(path: str) -> str:
+    """PATH less virtual environments' bin folders. OBS's embedded Python takes its prefix
+    from the first `python3` on PATH; a venv's leads it to another Python's modules (seen:
+    pyenv's _ssl, `undefined symbol: _PyModule_Add`, and the script never connects)."""
+    return os.pathsep.join(p for p in path.split(os.pathsep)
+                           if p and not (Path(p).parent / "pyvenv.cfg").exists())
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -173,6 +189,8 @@ class ObsInstance:
         # belongs to OBS.
         for key in [k for k in env if k.startswith("QT_")]:
             env.pop(key)
+        env.pop("VIRTUAL_ENV", None)
+        env["PATH"] = _path_without_venvs(env.get("PATH", os.defpath))
         env.update(HOME=str(self.home), DISPLAY=display, LIBGL_ALWAYS_SOFTWARE="1",
                    **self.extra_env)
         self.stderr_path = self.home / "obs_stderr.txt"
@@ -180,7 +198,7 @@ class ObsInstance:
             self.proc = subprocess.Popen(
                 ["obs", "--multi", "--minimize-to-tray", "--disable-missing-files-check"],
                 env=env, cwd=self.home, stdout=err, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=_allow_core_dump)
         self.req = self._connect(timeout)
 
     def _connect(self, timeout: float) -> Any:
@@ -251,6 +269,27 @@ class ObsInstance:
     def log_text(self) -> str:
         logs = sorted((self.cfg / "logs").glob("*.txt"), key=lambda p: p.stat().st_mtime)
         return logs[-1].read_text(errors="replace") if logs else ""
+
+    def crash_report(self) -> str:
+        """After OBS died of a signal: its stderr tail and, when gdb and a core file are
+        there, the backtrace of every thread."""
+        parts = []
+        stderr = self.home / "obs_stderr.txt"
+        if stderr.exists():
+            parts.append("stderr:\n" + stderr.read_text(errors="replace")[-1500:])
+        cores = sorted(self.home.glob("core*"), key=lambda p: p.stat().st_mtime)
+        obs = shutil.which("obs")
+        if not cores:
+            parts.append("no core file (core_pattern: "
+                         + Path("/proc/sys/kernel/core_pattern").read_text().strip() + ")")
+        elif not shutil.which("gdb") or not obs:
+            parts.append(f"core file {cores[-1]} (no gdb to read it)")
+        else:
+            proc = subprocess.run(
+                ["gdb", "-batch", "-nx", "-ex", "bt 25", "-ex", "thread apply all bt 8",
+                 obs, str(cores[-1])], capture_output=True, text=True, timeout=120)
+            parts.append("gdb (the crashed thread first):\n" + proc.stdout[:12000])
+        return "\n".join(parts)
 
     def wait_log(self, needle: str, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout

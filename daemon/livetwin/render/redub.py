@@ -25,7 +25,9 @@ with its own real audio, and compare the rendered mouth with the real held-out f
 5. mediapipe face mesh measures aperture = dist(13, 14) / dist(33, 263) on the rendered
    and on the real frames; r is their Pearson correlation, lag the shift within +-400 ms
    maximising it (positive = the render is late: rendered frame t + lag matches real
-   frame t). The track-level r (target aperture vs real, before rendering) separates
+   frame t). Held-out frames past the end of the audio track (some videos' audio ends a
+   frame before their picture) have no audio to drive them and are not scored. The
+   track-level r (target aperture vs real, before rendering) separates
    model quality from rendering quality; target_r (rendered vs target aperture) is the
    renderer's fidelity.
 
@@ -216,9 +218,10 @@ def _cut_writer(path: Path, size: tuple[int, int], fps: float) -> Iterator[Any]:
 
 
 def _split(video: Path, cut_path: Path, holdout: float
-           ) -> tuple[float, list[U8], F32, int, float]:
+           ) -> tuple[float, list[U8], F32, int, float, int]:
     """Write the first (1 - holdout) of `video` to `cut_path`; return (fps, held-out
-    frames, held-out audio at AUDIO_RATE, cloned frame count, held-out start time)."""
+    frames, held-out audio at AUDIO_RATE, cloned frame count, held-out start time, how
+    many held-out frames the audio track reaches: it may end before the picture)."""
     import av
 
     from livetwin.avatar.ingest import iter_frames, probe, read_audio
@@ -262,7 +265,9 @@ def _split(video: Path, cut_path: Path, holdout: float
     audio = np.zeros(a1 - a0, np.float32)
     part = pcm[a0:a1]
     audio[:len(part)] = part
-    return info.fps, held, audio, n_keep, t_hold
+    # frame k (from t_hold + k / fps) has audio when the track reaches past its start
+    heard = min(len(held), max(0, math.ceil((len(pcm) - a0) * info.fps / AUDIO_RATE - 1e-6)))
+    return info.fps, held, audio, n_keep, t_hold, heard
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
@@ -359,7 +364,7 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
     t0 = time.perf_counter()
     cut = work_dir / f".redub-{video.stem}.mp4"
     try:
-        fps, real_frames, audio, n_keep, t_hold = _split(video, cut, holdout)
+        fps, real_frames, audio, n_keep, t_hold, heard = _split(video, cut, holdout)
         split_s = time.perf_counter() - t0
         consent = work_dir / "consent.yaml"
         consent.write_text(yaml.safe_dump(CONSENT), encoding="utf-8")
@@ -395,6 +400,11 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
     t2 = time.perf_counter()
     with ApertureMeter() as meter:
         real_ap = np.array([meter(rgb) for rgb in real_frames])
+    real_faces = float(np.isfinite(real_ap).mean())
+    # Frames after the end of the audio track are driven by nothing (the held-out WAV is
+    # zero-padded there): they are rendered but not scored. man_black_sweater's audio
+    # ends 40 ms before its picture, so its last frame is one.
+    real_ap[heard:] = math.nan
     rendered: dict[str, list[F64]] = {name: [] for name in targets}
     own: dict[str, list[float]] = {name: [] for name in targets}
     for w in range(walks):
@@ -445,7 +455,8 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
         "holdout_s": round(n / fps, 3),
         "clone_frames": n_keep,
         "held_out_frames": n,
-        "real_faces_found": round(float(np.isfinite(real_ap).mean()), 3),
+        "frames_without_audio": n - heard,
+        "real_faces_found": round(real_faces, 3),
         "real_aperture_std": num(float(np.nanstd(real_ap)), 4),
         "clone_s": round(clone_s, 2),
         "split_s": round(split_s, 2),
