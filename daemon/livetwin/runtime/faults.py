@@ -54,6 +54,7 @@ from livetwin.runtime.fault_rig import (
 )
 
 VOICE_FAILED = "TTS http failed"  # FallbackTTS's warning when the HTTP voice fails
+WATCHDOG_LOOKS_S = 3.0  # three of the watchdog's once-a-second looks
 
 
 # -- scenarios ----------------------------------------------------------------------------
@@ -119,6 +120,11 @@ def tts_fault(rig: FaultRig, kind: str) -> FaultRow:
                 row.recovery_s = round(entry["at"] - t0, 2)
             row.detail["spoken"] = entry is not None
             row.detail["spoken_by_voice"] = rig.voice.served(text) > 0
+            # The watchdog samples once a second, so right after the fallback spoke it may
+            # not have looked since the voice failed (seen in CI on a busy machine: "ok"
+            # 0.5 s after the failure). The voice stays failing here (it still hangs or is
+            # gone), so give the watchdog a few looks.
+            wait_until(lambda: rig.component("voice") != "ok", WATCHDOG_LOOKS_S)
             row.detail["health_voice"] = rig.component("voice")
         finally:
             if kind == "crash":
