@@ -146,6 +146,7 @@ class ObsInstance:
         self.req: Any = None
         self._event_clients: list[Any] = []
         self.exit_code: int | None = None
+        self.stderr_path = home / "obs_stderr.txt"
         self.cfg = seed_config(home, script, script_settings, self.ws_port, self.ws_password,
                                width, height, fps)
 
@@ -193,7 +194,6 @@ class ObsInstance:
         env["PATH"] = _path_without_venvs(env.get("PATH", os.defpath))
         env.update(HOME=str(self.home), DISPLAY=display, LIBGL_ALWAYS_SOFTWARE="1",
                    **self.extra_env)
-        self.stderr_path = self.home / "obs_stderr.txt"
         with self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 ["obs", "--multi", "--minimize-to-tray", "--disable-missing-files-check"],
@@ -274,9 +274,8 @@ class ObsInstance:
         """After OBS died of a signal: its stderr tail and, when gdb and a core file are
         there, the backtrace of every thread."""
         parts = []
-        stderr = self.home / "obs_stderr.txt"
-        if stderr.exists():
-            parts.append("stderr:\n" + stderr.read_text(errors="replace")[-1500:])
+        if self.stderr_path.exists():
+            parts.append("stderr:\n" + self.stderr_path.read_text(errors="replace")[-1500:])
         cores = sorted(self.home.glob("core*"), key=lambda p: p.stat().st_mtime)
         obs = shutil.which("obs")
         if not cores:

@@ -27,9 +27,9 @@ with its own real audio, and compare the rendered mouth with the real held-out f
    maximising it (positive = the render is late: rendered frame t + lag matches real
    frame t). Held-out frames past the end of the audio track (some videos' audio ends a
    frame before their picture) have no audio to drive them and are not scored. The
-   track-level r (target aperture vs real, before rendering) separates
-   model quality from rendering quality; target_r (rendered vs target aperture) is the
-   renderer's fidelity.
+   track-level r (target aperture vs real, before rendering) separates model quality
+   from rendering quality; target_r (rendered vs target aperture) is the renderer's
+   fidelity.
 
 Suitable videos (SUITABLE, checked by `check_suitable`): the audio is the person's own
 speech in sync with the picture (judged from SOURCES.md's sync check: silent tracks and

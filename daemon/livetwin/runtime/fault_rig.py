@@ -42,6 +42,7 @@ VOICE_RETRY_S = 5.0  # tts.retry_after_s: a failed voice is tried again this soo
 LLM_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 180.0
 POLL_S = 0.2
+WATCHDOG_LOOKS_S = 3.0  # three of the watchdog's once-a-second looks (component_after_fault)
 TARGET_GAP_FRAMES = 2.0  # issue 11: no gap over 2 frame periods ...
 TARGET_RECOVERY_S = 5.0  # ... and recovery within 5 s
 RECORD_FS_BYTES = 64 << 20  # the recording's tmpfs (root only; ~20 min of recording)
@@ -273,6 +274,14 @@ class FaultRig:
         except (httpx.HTTPError, KeyError, TypeError) as exc:
             self.component_error = f"{type(exc).__name__}: {exc}"
             return None
+
+    def component_after_fault(self, name: str) -> str | None:
+        """The watchdog's state of `name` once it has had a chance to notice a fault just
+        made: it samples once a second and /api/health shows its last sample, so right
+        after the fault it can still read "ok" (seen in CI on a busy machine, 0.5 s after
+        a voice failed). Waits up to WATCHDOG_LOOKS_S for anything else."""
+        wait_until(lambda: self.component(name) != "ok", WATCHDOG_LOOKS_S)
+        return self.component(name)
 
     def log_count(self, text: str) -> int:
         """How often the daemon's log says `text` so far."""

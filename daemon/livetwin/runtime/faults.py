@@ -54,7 +54,6 @@ from livetwin.runtime.fault_rig import (
 )
 
 VOICE_FAILED = "TTS http failed"  # FallbackTTS's warning when the HTTP voice fails
-WATCHDOG_LOOKS_S = 3.0  # three of the watchdog's once-a-second looks
 
 
 # -- scenarios ----------------------------------------------------------------------------
@@ -120,12 +119,8 @@ def tts_fault(rig: FaultRig, kind: str) -> FaultRow:
                 row.recovery_s = round(entry["at"] - t0, 2)
             row.detail["spoken"] = entry is not None
             row.detail["spoken_by_voice"] = rig.voice.served(text) > 0
-            # The watchdog samples once a second, so right after the fallback spoke it may
-            # not have looked since the voice failed (seen in CI on a busy machine: "ok"
-            # 0.5 s after the failure). The voice stays failing here (it still hangs or is
-            # gone), so give the watchdog a few looks.
-            wait_until(lambda: rig.component("voice") != "ok", WATCHDOG_LOOKS_S)
-            row.detail["health_voice"] = rig.component("voice")
+            # the voice still hangs or is gone here, so it stays failing while we look
+            row.detail["health_voice"] = rig.component_after_fault("voice")
         finally:
             if kind == "crash":
                 rig.voice.start()
@@ -285,8 +280,8 @@ def disk_full(rig: FaultRig) -> FaultRow:
             )
             row.detail["noticed_s"] = round(time.monotonic() - t_full, 2) if stopped else None
             row.detail["while_full"] = rig.sink("file")
-            time.sleep(2.0)  # the watchdog looks once a second
-            row.detail["health_while_full"] = rig.component("sink:file") or rig.component_error
+            row.detail["health_while_full"] = (rig.component_after_fault("sink:file")
+                                               or rig.component_error)
         finally:
             filler.unlink(missing_ok=True)
         t_free = time.monotonic()
