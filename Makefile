@@ -14,6 +14,8 @@ all: test
 # fonts-wqy-microhei draws CJK AI-disclosure labels such as "AI生成"; obs-studio, xvfb and
 # the Mesa drivers run real OBS headless in tests/e2e.
 SYS_PKGS := libgl1 libglib2.0-0 fonts-wqy-microhei obs-studio xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl-mesa0
+# gdb: a backtrace from the core file when the e2e OBS crashes or hangs (obs_harness.py)
+SYS_PKGS += gdb
 # nginx with the RTMP module: the real ingest server of tests/integration/test_output_rtmp.py
 SYS_PKGS += nginx-light libnginx-mod-rtmp
 # ngircd: the real IRC server of tests/integration/test_chat_twitch_irc.py

@@ -3,7 +3,15 @@
 `ensure_obs()` installs OBS and Xvfb when missing (root with apt-get only); `ObsInstance`
 seeds an isolated OBS configuration (its own HOME) that loads obs_plugin/livetwin_obs.py
 with the given settings, starts OBS on its own Xvfb display, connects obs-websocket, and
-stops OBS with SIGINT (the clean way: script_unload runs and the collection is saved).
+closes OBS the way a window manager's close button does (the clean way: script_unload
+runs and the collection is saved).
+
+Not with SIGINT, as OBS_HEADLESS.md suggests: OBS 29.0's SIGINT handler closes the main
+window inside the signal handler. When the signal lands while the main thread is in
+libxcb (writing to the X socket), the close asks libxcb for the lock that same thread
+holds, and OBS hangs for good (gdb: QWidgetPrivate::close_helper above "<signal handler
+called>" above writev, in xcb_take_socket). Seen in CI and 1 in 12 local runs under load.
+A WM_DELETE_WINDOW client message reaches the same closeEvent from the event loop.
 """
 
 from __future__ import annotations
@@ -146,6 +154,9 @@ class ObsInstance:
         self.req: Any = None
         self._event_clients: list[Any] = []
         self.exit_code: int | None = None
+        self.display: str | None = None  # the Xvfb display, ":N"
+        self.hung = False  # did not exit within stop()'s timeout (then aborted)
+        self.closed_by = ""  # how stop() asked OBS to quit: "window" or "SIGINT"
         self.stderr_path = home / "obs_stderr.txt"
         self.cfg = seed_config(home, script, script_settings, self.ws_port, self.ws_password,
                                width, height, fps)
@@ -178,9 +189,10 @@ class ObsInstance:
                 self.xvfb.kill()
                 self.xvfb.wait(10)
             self.xvfb = None
+        self.display = None
 
     def _start_once(self, timeout: float) -> None:
-        display = self._start_xvfb()
+        display = self.display = self._start_xvfb()
         env = dict(os.environ)
         for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "WAYLAND_DISPLAY"):
             env.pop(key, None)
@@ -230,8 +242,36 @@ class ObsInstance:
         self._event_clients.append(client)
         return client
 
+    def _close_main_window(self) -> bool:
+        """Send WM_DELETE_WINDOW to OBS's main window (module doc); False when there is
+        no such window to send it to."""
+        from Xlib import X, display, error, protocol
+
+        if self.display is None:
+            return False
+        conn = display.Display(self.display)
+        try:
+            protocols = conn.intern_atom("WM_PROTOCOLS")
+            delete = conn.intern_atom("WM_DELETE_WINDOW")
+            for win in conn.screen().root.query_tree().children:
+                try:
+                    wm_class = win.get_wm_class()
+                    title = win.get_wm_name() or ""
+                except error.XError:  # the window went away meanwhile
+                    continue
+                if wm_class and wm_class[1] == "obs" and str(title).startswith("OBS "):
+                    win.send_event(protocol.event.ClientMessage(
+                        window=win, client_type=protocols,
+                        data=(32, [delete, X.CurrentTime, 0, 0, 0])))
+                    conn.flush()
+                    return True
+            return False
+        finally:
+            conn.close()
+
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGINT (OBS shuts down cleanly), wait; returns OBS's exit code."""
+        """Close OBS's main window (OBS shuts down cleanly; SIGINT only when there is no
+        window), wait; returns OBS's exit code."""
         for client in [*self._event_clients, self.req]:
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -241,12 +281,23 @@ class ObsInstance:
         code = -1
         if self.proc is not None:
             if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGINT)
+                if self._close_main_window():
+                    self.closed_by = "window"
+                else:
+                    self.closed_by = "SIGINT"
+                    self.proc.send_signal(signal.SIGINT)
                 try:
                     self.proc.wait(timeout)
                 except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
+                    # hung: SIGABRT leaves a core file with every thread's stack for
+                    # crash_report(); SIGKILL only if it cannot even do that
+                    self.hung = True
+                    self.proc.send_signal(signal.SIGABRT)
+                    try:
+                        self.proc.wait(60)
+                    except subprocess.TimeoutExpired:
+                        self.proc.kill()
+                        self.proc.wait(10)
             code = self.proc.returncode
             self.exit_code = code
             self.proc = None
@@ -273,7 +324,8 @@ class ObsInstance:
     def crash_report(self) -> str:
         """After OBS died of a signal: its stderr tail and, when gdb and a core file are
         there, the backtrace of every thread."""
-        parts = []
+        parts = ["OBS did not exit in time after the close request; aborted it for a core file"
+                 if self.hung else "OBS died of a signal"]
         if self.stderr_path.exists():
             parts.append("stderr:\n" + self.stderr_path.read_text(errors="replace")[-1500:])
         cores = sorted(self.home.glob("core*"), key=lambda p: p.stat().st_mtime)
@@ -285,9 +337,11 @@ class ObsInstance:
             parts.append(f"core file {cores[-1]} (no gdb to read it)")
         else:
             proc = subprocess.run(
-                ["gdb", "-batch", "-nx", "-ex", "bt 25", "-ex", "thread apply all bt 8",
+                ["gdb", "-batch", "-nx", "-ex", "bt 25", "-ex", "thread 1", "-ex", "bt 30",
+                 "-ex", "thread apply all bt 16",
                  obs, str(cores[-1])], capture_output=True, text=True, timeout=120)
-            parts.append("gdb (the crashed thread first):\n" + proc.stdout[:12000])
+            parts.append("gdb (the crashed thread, then the main thread, then all):\n"
+                         + proc.stdout[:20000])
         return "\n".join(parts)
 
     def wait_log(self, needle: str, timeout: float = 30.0) -> str:

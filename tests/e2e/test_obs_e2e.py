@@ -457,7 +457,8 @@ def test_obs_shuts_down_cleanly(stack: tuple[Daemon, ObsInstance, Meters]) -> No
     code = obs.stop()
     took = time.monotonic() - t0
     log = obs.log_text()
+    assert obs.closed_by == "window"  # not SIGINT (obs_harness module doc)
     assert code == 0, log[-3000:] + "\n" + (obs.crash_report() if code < 0 else "")
     assert "livetwin: script_unload: stopped cleanly" in log, log[-3000:]
     assert took < 15
-    print(f"\nOBS stopped with SIGINT in {took:.1f} s, exit code 0")
+    print(f"\nOBS closed in {took:.1f} s, exit code 0")
