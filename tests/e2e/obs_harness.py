@@ -11,7 +11,11 @@ window inside the signal handler. When the signal lands while the main thread is
 libxcb (writing to the X socket), the close asks libxcb for the lock that same thread
 holds, and OBS hangs for good (gdb: QWidgetPrivate::close_helper above "<signal handler
 called>" above writev, in xcb_take_socket). Seen in CI and 1 in 12 local runs under load.
-A WM_DELETE_WINDOW client message reaches the same closeEvent from the event loop.
+A WM_DELETE_WINDOW client message reaches the same closeEvent from the event loop. In one
+CI run OBS dropped that message (no shutdown began; its main thread sat idle in the event
+loop), so when OBS has not begun to shut down CLOSE_NOTICED_S after it, `stop` sends
+SIGINT after all and says so in `closed_by`; the windows on the display at each step go
+into `crash_report`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ SCRIPT = REPO / "obs_plugin" / "livetwin_obs.py"
 # gdb: a backtrace from OBS's core file when OBS dies of a signal (see `crash_report`)
 APT_PACKAGES = ("obs-studio", "xvfb", "xauth", "libgl1-mesa-dri", "libglx-mesa0",
                 "libegl-mesa0", "gdb")
+# OBS logs this line when its main window accepts the close (closeEvent); within this
+# many seconds of the close request, or stop() falls back to SIGINT
+SHUTDOWN_LINE = "==== Shutting down ===="
+CLOSE_NOTICED_S = 10.0
 PROFILE = "livetwin-e2e"
 COLLECTION = "livetwin-e2e"
 SCENE = "Scene"
@@ -156,7 +164,9 @@ class ObsInstance:
         self.exit_code: int | None = None
         self.display: str | None = None  # the Xvfb display, ":N"
         self.hung = False  # did not exit within stop()'s timeout (then aborted)
-        self.closed_by = ""  # how stop() asked OBS to quit: "window" or "SIGINT"
+        self.closed_by = ""  # how stop() asked OBS to quit (see stop)
+        self._x: Any = None  # stop()'s connection to the X display
+        self.windows_at_close = self.windows_at_sigint = self.windows_at_abort = ""
         self.stderr_path = home / "obs_stderr.txt"
         self.cfg = seed_config(home, script, script_settings, self.ws_port, self.ws_password,
                                width, height, fps)
@@ -242,36 +252,59 @@ class ObsInstance:
         self._event_clients.append(client)
         return client
 
+    def _top_level_windows(self) -> list[tuple[Any, str, str, bool]]:
+        """OBS's display's top-level windows: (window, WM_CLASS class, title, mapped)."""
+        from Xlib import X, error
+
+        found = []
+        for win in self._x.screen().root.query_tree().children:
+            try:
+                wm_class = win.get_wm_class()
+                title = win.get_wm_name() or ""
+                mapped = win.get_attributes().map_state != X.IsUnmapped
+            except error.XError:  # the window went away meanwhile
+                continue
+            found.append((win, wm_class[1] if wm_class else "", str(title), mapped))
+        return found
+
+    def _window_list(self) -> str:
+        return "; ".join(f"{win.id:#x} {cls!r} {title!r}{' (mapped)' if mapped else ''}"
+                         for win, cls, title, mapped in self._top_level_windows())
+
     def _close_main_window(self) -> bool:
         """Send WM_DELETE_WINDOW to OBS's main window (module doc); False when there is
         no such window to send it to."""
-        from Xlib import X, display, error, protocol
+        from Xlib import X, display, protocol
 
         if self.display is None:
             return False
-        conn = display.Display(self.display)
-        try:
-            protocols = conn.intern_atom("WM_PROTOCOLS")
-            delete = conn.intern_atom("WM_DELETE_WINDOW")
-            for win in conn.screen().root.query_tree().children:
-                try:
-                    wm_class = win.get_wm_class()
-                    title = win.get_wm_name() or ""
-                except error.XError:  # the window went away meanwhile
-                    continue
-                if wm_class and wm_class[1] == "obs" and str(title).startswith("OBS "):
-                    win.send_event(protocol.event.ClientMessage(
-                        window=win, client_type=protocols,
-                        data=(32, [delete, X.CurrentTime, 0, 0, 0])))
-                    conn.flush()
-                    return True
-            return False
-        finally:
-            conn.close()
+        self._x = display.Display(self.display)
+        self.windows_at_close = self._window_list()
+        protocols = self._x.intern_atom("WM_PROTOCOLS")
+        delete = self._x.intern_atom("WM_DELETE_WINDOW")
+        for win, cls, title, _ in self._top_level_windows():
+            if cls == "obs" and title.startswith("OBS "):
+                win.send_event(protocol.event.ClientMessage(
+                    window=win, client_type=protocols,
+                    data=(32, [delete, X.CurrentTime, 0, 0, 0])))
+                self._x.flush()
+                return True
+        return False
+
+    def _shutting_down(self, within: float) -> bool:
+        """True once OBS has exited or logged the start of its shutdown, within `within` s."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None or \
+                    SHUTDOWN_LINE in self.log_text():
+                return True
+            time.sleep(0.2)
+        return False
 
     def stop(self, timeout: float = 30.0) -> int:
-        """Close OBS's main window (OBS shuts down cleanly; SIGINT only when there is no
-        window), wait; returns OBS's exit code."""
+        """Close OBS's main window (OBS shuts down cleanly), wait; returns OBS's exit code.
+        SIGINT when there is no main window, or when OBS has not begun to shut down
+        CLOSE_NOTICED_S after the close request."""
         for client in [*self._event_clients, self.req]:
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -281,17 +314,26 @@ class ObsInstance:
         code = -1
         if self.proc is not None:
             if self.proc.poll() is None:
+                deadline = time.monotonic() + timeout
                 if self._close_main_window():
                     self.closed_by = "window"
+                    if not self._shutting_down(CLOSE_NOTICED_S):
+                        # one CI run: OBS never began to shut down, its main thread
+                        # idle in the event loop (the close was dropped, reason unknown)
+                        self.windows_at_sigint = self._window_list()
+                        self.closed_by = "window (ignored), then SIGINT"
+                        self.proc.send_signal(signal.SIGINT)
                 else:
                     self.closed_by = "SIGINT"
                     self.proc.send_signal(signal.SIGINT)
                 try:
-                    self.proc.wait(timeout)
+                    self.proc.wait(max(1.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     # hung: SIGABRT leaves a core file with every thread's stack for
                     # crash_report(); SIGKILL only if it cannot even do that
                     self.hung = True
+                    if self._x is not None:
+                        self.windows_at_abort = self._window_list()
                     self.proc.send_signal(signal.SIGABRT)
                     try:
                         self.proc.wait(60)
@@ -300,6 +342,9 @@ class ObsInstance:
                         self.proc.wait(10)
             code = self.proc.returncode
             self.exit_code = code
+            if self._x is not None:
+                self._x.close()
+                self._x = None
             self.proc = None
         self._stop_xvfb()
         return code
@@ -326,6 +371,13 @@ class ObsInstance:
         there, the backtrace of every thread."""
         parts = ["OBS did not exit in time after the close request; aborted it for a core file"
                  if self.hung else "OBS died of a signal"]
+        if self.windows_at_close:
+            parts.append(f"top-level windows at the close request: {self.windows_at_close}")
+        if self.windows_at_sigint:
+            parts.append(f"top-level windows when the close was ignored: "
+                         f"{self.windows_at_sigint}")
+        if self.windows_at_abort:
+            parts.append(f"top-level windows at the abort: {self.windows_at_abort}")
         if self.stderr_path.exists():
             parts.append("stderr:\n" + self.stderr_path.read_text(errors="replace")[-1500:])
         cores = sorted(self.home.glob("core*"), key=lambda p: p.stat().st_mtime)

@@ -252,7 +252,12 @@ def _run(
     health_last: dict[str, Any] | None = None
     recv_warm = (0, ready)  # receiver offsets index and time when the warm-up ended
     long_gaps: dict[int, float] = {}  # tick -> ms: the daemon keeps its last 50 only
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=30.0) as client:
+    # A connection idle for a sample period is not reused: the daemon's server (uvicorn)
+    # closes keep-alive connections after 5 s idle, and a request sent as it closes one
+    # gets "connection reset" (seen with sample_s 5 on a busy machine).
+    limits = httpx.Limits(keepalive_expiry=1.0)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=30.0,
+                      limits=limits) as client:
         n = 0
         while True:
             due = ready + n * sample_s
