@@ -278,7 +278,11 @@ class ObsInstance:
 
         if self.display is None:
             return False
-        self._x = display.Display(self.display)
+        try:
+            self._x = display.Display(self.display)
+        except Exception as exc:  # Xvfb gone: no window to close
+            self.windows_at_close = f"no X connection: {exc!r}"
+            return False
         self.windows_at_close = self._window_list()
         protocols = self._x.intern_atom("WM_PROTOCOLS")
         delete = self._x.intern_atom("WM_DELETE_WINDOW")
