@@ -305,6 +305,20 @@ class ObsInstance:
             time.sleep(0.2)
         return False
 
+    def _abort_hung(self) -> None:
+        """OBS did not exit: SIGABRT leaves a core file with every thread's stack for
+        crash_report(); SIGKILL only if it cannot even do that."""
+        assert self.proc is not None
+        self.hung = True
+        if self._x is not None:
+            self.windows_at_abort = self._window_list()
+        self.proc.send_signal(signal.SIGABRT)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
     def stop(self, timeout: float = 30.0) -> int:
         """Close OBS's main window (OBS shuts down cleanly), wait; returns OBS's exit code.
         SIGINT when there is no main window, or when OBS has not begun to shut down
@@ -333,17 +347,7 @@ class ObsInstance:
                 try:
                     self.proc.wait(max(1.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    # hung: SIGABRT leaves a core file with every thread's stack for
-                    # crash_report(); SIGKILL only if it cannot even do that
-                    self.hung = True
-                    if self._x is not None:
-                        self.windows_at_abort = self._window_list()
-                    self.proc.send_signal(signal.SIGABRT)
-                    try:
-                        self.proc.wait(60)
-                    except subprocess.TimeoutExpired:
-                        self.proc.kill()
-                        self.proc.wait(10)
+                    self._abort_hung()
             code = self.proc.returncode
             self.exit_code = code
             if self._x is not None:
