@@ -100,7 +100,7 @@ def test_person_model_beats_the_baselines_on_the_held_out_part(
 ) -> None:
     m = trained.metrics
     assert m.val_frames >= 0.14 * len(clip.frame_times)
-    assert m.train_seconds < TRAIN_BUDGET_S + 0.5
+    assert m.train_seconds < TRAIN_BUDGET_S + 1.0  # scoring after the last step
     # Measured: val_r ~0.70, ridge ~0.44, energy ~-0.1 (see the model's report).
     assert m.val_r > m.energy_r + 0.2
     assert m.val_r > m.ridge_r

@@ -249,6 +249,29 @@ def test_a_slow_machine_shortens_the_schedule_to_fit_the_budget(
     assert model.metrics.train_seconds < 2.5 + 1.0  # slack for a busy test machine
 
 
+def test_a_machine_that_slows_part_way_still_finishes_within_the_budget(
+    synthetic: Synthetic, features: FrameFeatures, usable: np.ndarray, holdout: int
+) -> None:
+    # Fast at first (the schedule is sized from that pace), then every training step
+    # takes 25 ms more, as when another process takes the core: a schedule sized once
+    # at the start would overrun the budget by seconds.
+    budget, slow_from = 2.5, time.perf_counter() + 0.8
+    forward = person_model._MouthNet.forward_normalised
+
+    def slowing(self: person_model._MouthNet, x: torch.Tensor) -> torch.Tensor:
+        if time.perf_counter() > slow_from:
+            time.sleep(0.025)
+        return forward(self, x)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(person_model, "STEPS", 2_000)
+        mp.setattr(person_model._MouthNet, "forward_normalised", slowing)
+        model = train_person_model(features, synthetic.targets(), usable, holdout,
+                                   budget_s=budget)
+    assert model.metrics.shortened
+    assert model.metrics.train_seconds < budget + 1.0  # as above; unchecked pace: +6 s
+
+
 def test_training_needs_enough_usable_frames(synthetic: Synthetic, features: FrameFeatures) -> None:
     usable = np.zeros(len(features), bool)
     usable[:10] = True

@@ -415,8 +415,10 @@ def _closed_descriptor(y: F32) -> F32:
 
 
 def _fit(net: _MouthNet, x: F32, y: F32, seed: int, deadline: float) -> tuple[int, bool]:
-    """Train on a warm-up + cosine schedule of STEPS steps, shortened (once, after timing
-    the first CALIBRATION_STEPS) when the machine is too slow to finish by `deadline`.
+    """Train on a warm-up + cosine schedule of STEPS steps, shortened when the machine is
+    too slow to finish by `deadline`: every CALIBRATION_STEPS steps the schedule's length
+    is set again from the pace so far (at most STEPS), so a machine that slows down part
+    way still finishes on time; a step is never begun after `deadline`.
     Returns (steps done, whether the schedule was shortened)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
@@ -426,11 +428,13 @@ def _fit(net: _MouthNet, x: F32, y: F32, seed: int, deadline: float) -> tuple[in
     total, shortened, start = STEPS, False, time.perf_counter()
     step = 0
     while step < total:
-        if step == CALIBRATION_STEPS:
-            per_step = (time.perf_counter() - start) / step
-            affordable = step + int((deadline - time.perf_counter()) / per_step)
-            if affordable < total:
-                total, shortened = max(affordable, step + 1), True
+        now = time.perf_counter()
+        if step and now >= deadline:
+            return step, True
+        if step and step % CALIBRATION_STEPS == 0:
+            affordable = step + int((deadline - now) / ((now - start) / step))
+            total = min(STEPS, max(affordable, step + 1))
+            shortened = shortened or total < STEPS
         for group in opt.param_groups:
             group["lr"] = _learning_rate(step, total)
         xb, yb = next(batches)
