@@ -173,13 +173,6 @@ def test_idle_score_follows_mouth_and_speech(half_idle: LoopGraph) -> None:
     assert ((idle >= 0) & (idle <= 1)).all()
 
 
-def test_build_is_fast_enough() -> None:
-    clip = synthetic_clip(1800)
-    t0 = time.perf_counter()
-    build(clip)
-    assert time.perf_counter() - t0 < 1.5
-
-
 def test_save_load_round_trip(periodic: LoopGraph, tmp_path: Path) -> None:
     path = tmp_path / "loops.npz"
     periodic.save(path)

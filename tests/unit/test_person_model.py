@@ -285,9 +285,7 @@ def test_training_needs_enough_usable_frames(synthetic: Synthetic, features: Fra
 @pytest.fixture(scope="module")
 def exported(trained: TrainedPersonModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "mouth.onnx"
-    t0 = time.perf_counter()
     export_onnx(trained, path)
-    assert time.perf_counter() - t0 < 3.0
     return path
 
 
