@@ -104,6 +104,27 @@ def test_driven_aperture_follows_the_target(comp: Compositor) -> None:
     assert r > 0.7
 
 
+def test_lip_shift_moves_a_patch_to_the_asked_aperture(
+    comp: Compositor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One patch of middling aperture, pasted on ten base frames, asked for its own
+    # aperture and for 0.025 IOD less and more: the lip shift alone must open and close it.
+    desc = comp.atlas.descriptors[:, 0]
+    pick = int(np.argmin(np.abs(desc - np.median(desc))))
+    own = float(desc[pick])
+    monkeypatch.setattr(comp, "_select", lambda *_a, **_k: pick)
+    bases = usable(comp)[:: max(1, len(usable(comp)) // 10)][:10]
+    got = {}
+    for delta in (-0.025, 0.0, 0.025):
+        target = comp.atlas.descriptors[pick].copy()
+        target[0] = own + delta
+        got[delta] = np.nanmean(apertures([comp.render(int(b), target) for b in bases]))
+    print(f"lip shift: patch aperture {own:.3f}; rendered at -0.025 / 0 / +0.025: "
+          + " / ".join(f"{v:.3f}" for v in got.values()))
+    assert got[-0.025] < got[0.0] - 0.01
+    assert got[0.025] > got[0.0] + 0.01
+
+
 def test_closed_target_closes_open_mouths(comp: Compositor) -> None:
     ok = usable(comp)
     mouth = comp.footage.mouth

@@ -1,7 +1,10 @@
 """The frame compositor (ARCHITECTURE.md §4): a base frame from the footage plus a mouth
 patch from the atlas, chosen for closeness to the target descriptor and continuity with the
 previous pick, aligned from stable landmarks, colour-matched, and blended with a feathered
-lower-face mask that includes the jaw.
+lower-face mask that includes the jaw. The picked patch's lips are then nudged to the
+target aperture (`_lip_shift`): the atlas holds a few hundred discrete mouths, and the
+gap between the nearest one and the target would otherwise show as a coarser, noisier
+mouth than the track asks for.
 
 All per-frame work happens inside the lower-face box of the base frame; per-base-frame
 geometry (alignment, box, skin colour) is computed once and cached."""
@@ -39,6 +42,19 @@ POSE_WEIGHT = 0.02
 # is met on time instead of being dragged behind by the continuity term.
 LOOKAHEAD = 4
 LOOKAHEAD_K = 8
+# Lip shift: the picked patch's lower lip moves by the target's aperture less the
+# patch's, at most LIP_SHIFT_MAX (IOD) wider and never closing more than LIP_CLOSE_MAX
+# of its own gap. The displacement is full at the inner lower lip, ramps from zero at the
+# upper lip across the opening, fades to zero at the chin, and across LIP_SHIFT_SPAN
+# mouth-widths with a raised cosine; the upper lip, the jaw outline and the chin stay.
+# Re-dub figures, 8 loop walks, last 18 % (target_r: rendered vs asked aperture;
+# r: rendered vs real) without / with: man_black_sweater target_r .913 / .954, r .586 /
+# .606; woman_expressive .944 / .972, .716 / .716; tedlieu .911 / .945, .608 / .619; the
+# oracle track's r .973 / .981, .971 / .984, .905 / .930.
+LIP_SHIFT_MAX = 0.03
+LIP_CLOSE_MAX = 0.7
+LIP_SHIFT_SPAN = 1.6
+LIP_SHIFT_MIN_PX = 0.25  # below this the patch is used as it is
 # Mask geometry in interocular distances (IOD): the hull of the lower-face points over
 # the footage, pulled in at the sides (the face outline stays the base frame's, so a
 # patch from another head pose never ghosts against the background), extended below
@@ -105,6 +121,7 @@ class Compositor:
         self._mask_crop = np.ascontiguousarray(self._mask[cy0:cy1, cx0:cx1])
         self._patch_jaw = (self.atlas.landmarks[:, list(CLIP_JAW), :2]
                            - np.array([cx0, cy0], np.float32)).astype(np.float32)
+        self._lip_rows = self._lip_geometry()
         self._jaw_centre = np.array(
             [float(np.median(lm_c[:, face.LIP_INNER_UP, 0])) - cx0,
              float(np.nanmedian(lm_c[:, list(NOSE_BASE), 1])) - cy0], np.float32)
@@ -141,6 +158,7 @@ class Compositor:
         patch = cv2.LUT(self._rgba[pick], lut)
         patch[..., 3] = self._alpha(geom.jaw, self._patch_jaw[pick])
         t2 = time.perf_counter()
+        patch = self._lip_shift(patch, pick, float(np.nan_to_num(target[0])))
         x0, y0, x1, y1 = geom.box
         warped = cv2.warpAffine(patch, geom.m_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
@@ -234,6 +252,41 @@ class Compositor:
         for arg in reversed(back):
             j = int(arg[j])
         return int(cand[j])
+
+    def _lip_geometry(self) -> F32:
+        """Per patch, in patch-crop pixels: upper inner lip y, lower inner lip y, chin y,
+        mouth centre x, half-span x of the lip shift (see LIP_SHIFT_MAX)."""
+        cx0, cy0, _, _ = self._crop
+        lm = self.atlas.landmarks
+        left, right = lm[:, face.MOUTH_CORNER_L, 0], lm[:, face.MOUTH_CORNER_R, 0]
+        return np.stack([
+            lm[:, face.LIP_INNER_UP, 1] - cy0,
+            lm[:, face.LIP_INNER_DOWN, 1] - cy0,
+            lm[:, face.CHIN, 1] - cy0,
+            0.5 * (left + right) - cx0,
+            0.5 * LIP_SHIFT_SPAN * np.abs(right - left),
+        ], axis=1).astype(np.float32)
+
+    def _lip_shift(self, patch: U8, pick: int, aperture: float) -> U8:
+        """`patch` (RGBA, crop) with its lower lip moved so its aperture is `aperture`
+        (see LIP_SHIFT_MAX); the patch itself where the change is under a pixel's
+        fraction."""
+        own = float(self.atlas.descriptors[pick, 0])
+        delta = min(max(aperture - own, -LIP_CLOSE_MAX * max(own, 0.0)), LIP_SHIFT_MAX)
+        shift_px = delta * self.canonical.iod
+        if not abs(shift_px) >= LIP_SHIFT_MIN_PX:
+            return patch
+        up, down, chin, xc, half = (float(v) for v in self._lip_rows[pick])
+        h, w = patch.shape[:2]
+        y = np.arange(h, dtype=np.float32)[:, None]
+        x = np.arange(w, dtype=np.float32)[None, :]
+        rows = np.where(y < down, (y - up) / max(down - up, 1.0),
+                        (chin - y) / max(chin - down, 1.0))
+        cols = 0.5 + 0.5 * np.cos(np.pi * np.minimum(np.abs(x - xc) / max(half, 1.0), 1.0))
+        map_y = y - np.float32(shift_px) * np.clip(rows, 0.0, 1.0) * cols
+        map_x = np.broadcast_to(x, (h, w))
+        return cv2.remap(patch, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
 
     def _alpha(self, base_jaw: F32, patch_jaw: F32) -> U8:
         """The blend alpha (crop h, w) uint8 for one base frame and one patch: the static

@@ -19,9 +19,13 @@ with its own real audio, and compare the rendered mouth with the real held-out f
    one frame per held-out video frame, on the same walker base frames, each pick seeing
    the next LOOKAHEAD targets as in `say` (before 2026-11-25 the test rendered without
    look-ahead, which `say` and the live daemon never do); this is repeated on `walks`
-   loop walks (walker seeds seed, seed + 1, ...), and each figure of a rendered track is
-   the mean over them (the lag their median), since one walk's r moves with the base
-   frames it happens to show (tedlieu's model track over five walks: 0.58-0.66);
+   loop walks (walker seeds seed, seed + 1, ...): the first from say's idle start frame,
+   the others from a random usable frame, as the live daemon starts speaking wherever
+   its walk is. Each figure of a rendered track is the mean over the walks (the lag their
+   median), since one walk's r moves with the base frames it happens to show (tedlieu's
+   model track over five walks: 0.58-0.66; man_black_sweater's over 16 random starts:
+   0.48-0.69). Before 2026-11-26 every walk began at the idle start frame, and on a
+   3.6 s hold-out sweater's walks took no jump, so its five walks were one walk;
 5. mediapipe face mesh measures aperture = dist(13, 14) / dist(33, 263) on the rendered
    and on the real frames; r is their Pearson correlation, lag the shift within +-400 ms
    maximising it (positive = the render is late: rendered frame t + lag matches real
@@ -74,7 +78,7 @@ SILENT_DBFS = -50.0  # an audio track quieter than this (RMS) carries no speech
 CUT_CRF = "14"
 CUT_PRESET = "veryfast"
 RANDOM_HOLD = (2, 5)  # frames each random patch is held, inclusive
-WALKS = 5  # loop walks each track is rendered on (module doc, step 4)
+WALKS = 8  # loop walks each track is rendered on (module doc, step 4)
 CONSENT = {
     "subject": "re-dub test clip",
     "statement": "Used only to measure livetwin's lip sync on internal test footage.",
@@ -302,12 +306,13 @@ def random_walk_targets(descriptors: F32, n: int, seed: int) -> tuple[F32, int]:
     return np.nan_to_num(descriptors[idx]).astype(np.float32), visits
 
 
-def _walk(graph: Any, n: int, fps: float, seed: int) -> list[int]:
-    """Base frame indices of n output frames at `fps`, walked as say walks them (idle
-    start, speaking throughout)."""
+def _walk(graph: Any, n: int, fps: float, seed: int, idle_start: bool = True) -> list[int]:
+    """Base frame indices of n output frames at `fps`, walked as say walks them
+    (speaking throughout) from say's idle start frame, or with `idle_start` False from a
+    random usable frame (the live daemon: speech begins wherever the walk happens to be)."""
     from livetwin.render.loop_walker import LoopWalker
 
-    walker = LoopWalker(graph, np.random.default_rng(seed), prefer_idle=True)
+    walker = LoopWalker(graph, np.random.default_rng(seed), prefer_idle=idle_start)
     walker.prefer_idle = False
     steps, base, b = 0, [], 0
     for k in range(n):
@@ -408,7 +413,7 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
     rendered: dict[str, list[F64]] = {name: [] for name in targets}
     own: dict[str, list[float]] = {name: [] for name in targets}
     for w in range(walks):
-        base = _walk(graph, n, fps, seed + w)
+        base = _walk(graph, n, fps, seed + w, idle_start=w == 0)
         for name, tgt in targets.items():
             comp.reset()
             comp.picks.clear()
