@@ -47,10 +47,11 @@ LOOKAHEAD_K = 8
 # of its own gap. The displacement is full at the inner lower lip, ramps from zero at the
 # upper lip across the opening, fades to zero at the chin, and across LIP_SHIFT_SPAN
 # mouth-widths with a raised cosine; the upper lip, the jaw outline and the chin stay.
-# Re-dub figures, 8 loop walks, last 18 % (target_r: rendered vs asked aperture;
-# r: rendered vs real) without / with: man_black_sweater target_r .913 / .954, r .586 /
-# .606; woman_expressive .944 / .972, .716 / .716; tedlieu .911 / .945, .608 / .619; the
-# oracle track's r .973 / .981, .971 / .984, .905 / .930.
+# Re-dub figures on fixed clones, last 18 %, 8 loop walks (target_r: rendered vs asked
+# aperture; r: rendered vs real), without / with: woman_expressive target_r .944 / .970,
+# r .716 / .716; tedlieu .911 / .945, .608 / .619; man_black_sweater r .586 / .598
+# (target_r .913 / .948 on 4 walks); the oracle track's r (sweater, woman, ted) .973 /
+# .981, .971 / .984, .905 / .930. A cap of 0.05 read the same on woman and ted.
 LIP_SHIFT_MAX = 0.03
 LIP_CLOSE_MAX = 0.7
 LIP_SHIFT_SPAN = 1.6
