@@ -122,7 +122,12 @@ class Compositor:
         self._mask_crop = np.ascontiguousarray(self._mask[cy0:cy1, cx0:cx1])
         self._patch_jaw = (self.atlas.landmarks[:, list(CLIP_JAW), :2]
                            - np.array([cx0, cy0], np.float32)).astype(np.float32)
-        self._lip_rows = self._lip_geometry()
+        self._lip_rows, self._lip_cols = self._lip_profiles()
+        h, w = cy1 - cy0, cx1 - cx0
+        self._grid_x = np.ascontiguousarray(
+            np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w)))
+        self._grid_y = np.ascontiguousarray(
+            np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w)))
         self._jaw_centre = np.array(
             [float(np.median(lm_c[:, face.LIP_INNER_UP, 0])) - cx0,
              float(np.nanmedian(lm_c[:, list(NOSE_BASE), 1])) - cy0], np.float32)
@@ -254,19 +259,25 @@ class Compositor:
             j = int(arg[j])
         return int(cand[j])
 
-    def _lip_geometry(self) -> F32:
-        """Per patch, in patch-crop pixels: upper inner lip y, lower inner lip y, chin y,
-        mouth centre x, half-span x of the lip shift (see LIP_SHIFT_MAX)."""
-        cx0, cy0, _, _ = self._crop
+    def _lip_profiles(self) -> tuple[F32, F32]:
+        """Per patch, the lip shift's displacement (see LIP_SHIFT_MAX) for a 1 px move, as
+        a row profile (k, crop h) times a column profile (k, crop w): 0 above the upper
+        inner lip, rising to 1 at the lower inner lip, back to 0 at the chin; a raised
+        cosine across LIP_SHIFT_SPAN mouth-widths."""
+        cx0, cy0, cx1, cy1 = self._crop
         lm = self.atlas.landmarks
-        left, right = lm[:, face.MOUTH_CORNER_L, 0], lm[:, face.MOUTH_CORNER_R, 0]
-        return np.stack([
-            lm[:, face.LIP_INNER_UP, 1] - cy0,
-            lm[:, face.LIP_INNER_DOWN, 1] - cy0,
-            lm[:, face.CHIN, 1] - cy0,
-            0.5 * (left + right) - cx0,
-            0.5 * LIP_SHIFT_SPAN * np.abs(right - left),
-        ], axis=1).astype(np.float32)
+        up = lm[:, face.LIP_INNER_UP, 1:2] - cy0
+        down = lm[:, face.LIP_INNER_DOWN, 1:2] - cy0
+        chin = lm[:, face.CHIN, 1:2] - cy0
+        left, right = lm[:, face.MOUTH_CORNER_L, 0:1], lm[:, face.MOUTH_CORNER_R, 0:1]
+        centre = 0.5 * (left + right) - cx0
+        half = np.maximum(0.5 * LIP_SHIFT_SPAN * np.abs(right - left), 1.0)
+        y = np.arange(cy1 - cy0, dtype=np.float32)[None, :]
+        x = np.arange(cx1 - cx0, dtype=np.float32)[None, :]
+        rows = np.where(y < down, (y - up) / np.maximum(down - up, 1.0),
+                        (chin - y) / np.maximum(chin - down, 1.0))
+        cols = 0.5 + 0.5 * np.cos(np.pi * np.minimum(np.abs(x - centre) / half, 1.0))
+        return (np.clip(rows, 0.0, 1.0).astype(np.float32), cols.astype(np.float32))
 
     def _lip_shift(self, patch: U8, pick: int, aperture: float) -> U8:
         """`patch` (RGBA, crop) with its lower lip moved so its aperture is `aperture`
@@ -277,16 +288,9 @@ class Compositor:
         shift_px = delta * self.canonical.iod
         if not abs(shift_px) >= LIP_SHIFT_MIN_PX:
             return patch
-        up, down, chin, xc, half = (float(v) for v in self._lip_rows[pick])
-        h, w = patch.shape[:2]
-        y = np.arange(h, dtype=np.float32)[:, None]
-        x = np.arange(w, dtype=np.float32)[None, :]
-        rows = np.where(y < down, (y - up) / max(down - up, 1.0),
-                        (chin - y) / max(chin - down, 1.0))
-        cols = 0.5 + 0.5 * np.cos(np.pi * np.minimum(np.abs(x - xc) / max(half, 1.0), 1.0))
-        map_y = y - np.float32(shift_px) * np.clip(rows, 0.0, 1.0) * cols
-        map_x = np.broadcast_to(x, (h, w))
-        return cv2.remap(patch, map_x, map_y.astype(np.float32), cv2.INTER_LINEAR,
+        map_y = self._grid_y - np.float32(shift_px) * np.outer(self._lip_rows[pick],
+                                                                self._lip_cols[pick])
+        return cv2.remap(patch, self._grid_x, map_y.astype(np.float32), cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
 
     def _alpha(self, base_jaw: F32, patch_jaw: F32) -> U8:
