@@ -206,7 +206,7 @@ def test_held_out_and_unusable_frames_are_never_trained_on(
     assert trained.metrics.val_r != corrupted.metrics.val_r  # the held-out part did change
 
 
-def test_cross_validation_scores_every_frame_with_a_network_that_never_heard_it(
+def test_cross_validation_scores_each_frame_unheard_and_the_model_hears_every_frame(
     synthetic: Synthetic, features: FrameFeatures, usable: np.ndarray
 ) -> None:
     targets = synthetic.targets()
@@ -228,14 +228,19 @@ def test_cross_validation_scores_every_frame_with_a_network_that_never_heard_it(
     mel = features.mel.copy()
     mel[lo:hi] = rng.uniform(FLOOR_DB, 0, mel[lo:hi].shape)
     corrupted = _train(replace(features, mel=mel), bad, usable, None)
+    cv_nets = [x.cv_nets for x in (plain, corrupted)]
+    assert len(cv_nets[0]) == person_model.FOLDS * person_model.NETS_PER_FOLD
+    for k, (a, b) in enumerate(zip(*cv_nets, strict=True)):
+        assert _same_weights(a, b) == (k // person_model.NETS_PER_FOLD == 2), k
+    # The model itself learnt from every frame, fold 2 included: all its networks changed.
     members = [list(x.net.members) for x in (plain, corrupted)]
-    assert len(members[0]) == person_model.FOLDS * person_model.NETS_PER_FOLD
-    for k, (a, b) in enumerate(zip(*members, strict=True)):
-        same = all(
-            torch.equal(u, v)
-            for u, v in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
-        )
-        assert same == (k // person_model.NETS_PER_FOLD == 2), k
+    assert len(members[0]) == person_model.FULL_NETS
+    assert not any(_same_weights(a, b) for a, b in zip(*members, strict=True))
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(u, v) for u, v in
+               zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def test_a_slow_machine_shortens_the_schedule_to_fit_the_budget(
