@@ -266,12 +266,14 @@ def train_person_model(
         deadline = t0 + budget_s - EVAL_RESERVE_S
         left = folds * NETS_PER_FOLD + FULL_NETS  # networks still to train
 
-        def fit(mask: BoolArray, net_seed: int) -> _MouthNet:
-            """One network on the frames of `mask`, with an equal share of what is left
-            of the budget."""
+        def frames(mask: BoolArray) -> tuple[F32, F32]:
+            """Features and training targets of the frames of `mask`, detrended from
+            those frames only (no leak across folds)."""
+            return features.mel[mask], detrended(y, mask, features.frame_times)[mask]
+
+        def fit(x_tr: F32, y_tr: F32, net_seed: int) -> _MouthNet:
+            """One network, with an equal share of what is left of the budget."""
             nonlocal steps, shortened, left
-            # detrended from the frames this network may see only (no leak across folds)
-            x_tr, y_tr = features.mel[mask], detrended(y, mask, features.frame_times)[mask]
             net = _MouthNet(features.config, x_tr.mean(axis=(0, 1)),
                             np.maximum(x_tr.std(axis=(0, 1)), MIN_BAND_SPREAD_DB),
                             y_tr.mean(axis=0), np.maximum(y_tr.std(axis=0), 1e-6), closed)
@@ -286,7 +288,9 @@ def train_person_model(
             if train.sum() < MIN_TRAIN_FRAMES:
                 raise ValueError(f"only {int(train.sum())} usable training frames in a fold; "
                                  f"need {MIN_TRAIN_FRAMES}")
-            fold_nets = [fit(train, seed + k + SEED_STRIDE * s) for s in range(NETS_PER_FOLD)]
+            x_tr, y_tr = frames(train)
+            fold_nets = [fit(x_tr, y_tr, seed + k + SEED_STRIDE * s)
+                         for s in range(NETS_PER_FOLD)]
             block = np.arange(lo, hi)[region[lo:hi]]
             if len(block):
                 with torch.no_grad():
@@ -295,7 +299,8 @@ def train_person_model(
             cv_nets.extend(fold_nets)
         # The model itself: networks that learn from every training frame (a third more
         # than a fold's), spread by what cross-validation measured.
-        nets = [fit(region, seed + folds + SEED_STRIDE * s) for s in range(FULL_NETS)]
+        x_tr, y_tr = frames(region)
+        nets = [fit(x_tr, y_tr, seed + folds + SEED_STRIDE * s) for s in range(FULL_NETS)]
         have = region & np.isfinite(oof[:, 0])
         centre, gain = spread_gain(oof[have], y[have])
         model_net = _EnsembleNet(nets, centre, gain)
