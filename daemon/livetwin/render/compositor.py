@@ -290,7 +290,7 @@ class Compositor:
             return patch
         map_y = self._grid_y - np.float32(shift_px) * np.outer(self._lip_rows[pick],
                                                                 self._lip_cols[pick])
-        return cv2.remap(patch, self._grid_x, map_y.astype(np.float32), cv2.INTER_LINEAR,
+        return cv2.remap(patch, self._grid_x, map_y, cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
 
     def _alpha(self, base_jaw: F32, patch_jaw: F32) -> U8:
