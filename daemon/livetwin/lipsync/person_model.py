@@ -110,17 +110,16 @@ MIXUP_ALPHA = 0.4
 # .560 / .632 / .640 (share 1: .564 / .654 / .600; 1 s: .574 / .513 / .548).
 DETREND_S = 2.0
 DETREND_SHARE = 0.5
-# The widest spread given to the predictions (`spread_gain`): a guard, not a setting.
-# Re-dub r (rendered) for ted / sweater / woman with a fixed spread for every clone of
-# 1.0: .607 / .375 / .542, 1.5: .634 / .403 / .614, 2.0: .600 / (not kept) / .569 (an
-# older model); hence the out-of-fold measure. With a cap of 1.5 it bound sweater's and
-# woman's clones, whose out-of-fold spreads ask for 2.0-2.4 and 1.6-1.7 (3 seeds); the
-# held-out aperture then moved 1.27x and 1.25x as much as the model's (ted, gain 1.45:
-# 0.96x). On a fixed sweater clone, rendered re-dub r over 16 loop walks with its spread
-# x1.0 / 1.2 / 1.33 / 1.4 / 1.6 (gain 1.5 .. 2.4): .591 / .626 / .641 / .647 / .641,
-# peaking where the spread matches the person's; woman (x1, 1.2, 1.4) .737 / .735 / .736.
-# In `livetwin bench --only redub` (4 runs) sweater's render now keeps .94-1.0 of its
-# track's r (.91-.94 with the cap at 1.5); ted (not capped) and woman read the same.
+# The widest spread given to the predictions (`spread_gain`): a guard, not a setting;
+# the out-of-fold spread sets the gain. (One fixed spread for every clone, older model,
+# re-dub r ted / sweater / woman: 1.0 .607 / .375 / .542, 1.5 .634 / .403 / .614, 2.0
+# .600 / not kept / .569.) A cap of 1.5 bound sweater and woman, whose out-of-fold
+# spreads ask for 2.0-2.4 and 1.6-1.7 (3 seeds): their held-out mouths then moved 1.27x
+# and 1.25x as much as the model's (ted, gain 1.45, not capped: 0.96x). A fixed sweater
+# clone, spread x1.0 / 1.2 / 1.33 / 1.4 / 1.6 (gain 1.5 .. 2.4), rendered re-dub r over
+# 16 loop walks: .591 / .626 / .641 / .647 / .641, peaking where its spread matches the
+# person's; woman x1 / 1.2 / 1.4: .737 / .735 / .736. In `livetwin bench --only redub`
+# (6 runs) sweater's render keeps .94-1.0 of its track's r (.91-.94 capped at 1.5).
 MAX_GAIN = 2.0
 # Silence gate: when the loudest mel band within GATE_STEPS (10 ms steps) either side of
 # the frame is below GATE_LOW_DB (dB re the speech level), the output is the closed mouth;
