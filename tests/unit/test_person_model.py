@@ -277,6 +277,30 @@ def test_a_machine_that_slows_part_way_still_finishes_within_the_budget(
     assert model.metrics.train_seconds < budget + 1.0  # as above; unchecked pace: +6 s
 
 
+def test_a_slower_machine_within_the_budget_trains_the_same_model(
+    trained: TrainedPersonModel, synthetic: Synthetic, features: FrameFeatures,
+    usable: np.ndarray, holdout: int
+) -> None:
+    # Every step 4 ms slower (about half again), with a process's slow first step on top:
+    # the schedule still fits the budget, so it must not change, nor the model.
+    forward = person_model._MouthNet.forward_normalised
+    calls = {"n": 0}
+
+    def slower(self: person_model._MouthNet, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            calls["n"] += 1
+            time.sleep(0.05 if calls["n"] == 1 else 0.004)
+        return forward(self, x)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(person_model._MouthNet, "forward_normalised", slower)
+        slow = _train(features, synthetic.targets(), usable, holdout)
+    assert calls["n"] == slow.metrics.steps == trained.metrics.steps
+    assert slow.metrics.train_seconds > trained.metrics.train_seconds
+    assert _same_weights(slow.net, trained.net)
+    assert slow.gain == trained.gain
+
+
 def test_training_needs_enough_usable_frames(synthetic: Synthetic, features: FrameFeatures) -> None:
     usable = np.zeros(len(features), bool)
     usable[:10] = True

@@ -25,8 +25,6 @@ from livetwin.errors import MediaError
 
 VOICE_RATE = 24000
 MIN_USABLE_SHARE = 0.5
-# Training budget: at most the video's length, at least 2 s (clone.train_seconds caps it).
-MIN_TRAIN_S, TRAIN_SHARE = 2.0, 1.0
 # Below this cross-validated r the audio is taken not to be the person's own speech and
 # the person model is dropped. Measured on the first 16.5 s of man_black_sweater (3 seeds,
 # 16 s budget): its own audio .17-.21, ted's or woman's audio laid under it -.10 to .075.
@@ -171,7 +169,7 @@ def _build(job: _Job, info: MediaInfo, track: Track, audio: npt.NDArray[np.float
         q.numbers["atlas_coverage"] = round(coverage(atlas.descriptors, track.mouth[ok]), 3)
         q.numbers["atlas_bytes"] = (tmp / "atlas.jpg").stat().st_size + (
             tmp / "atlas.npz").stat().st_size
-    person = _person_model(job, track, audio, info.duration, tmp)
+    person = _person_model(job, track, audio, tmp)
     voice_info = _voice_clip(job, info, audio is not None, tmp)
     gestures = _gestures(job, spans, track, tmp)
     with job.timed("writing the report"):
@@ -216,7 +214,7 @@ def _save_track(track: Track, speech: npt.NDArray[np.float32], path: Path) -> No
 
 
 def _person_model(job: _Job, track: Track, audio: npt.NDArray[np.float32] | None,
-                  duration: float, tmp: Path) -> dict[str, Any] | None:
+                  tmp: Path) -> dict[str, Any] | None:
     """Train the person audio-to-mouth model by cross-validation over the whole footage
     (`person_model.FOLDS` contiguous blocks, each predicted by networks trained away from
     it), and keep it when its out-of-fold predictions beat the loudness baseline."""
@@ -228,9 +226,10 @@ def _person_model(job: _Job, track: Track, audio: npt.NDArray[np.float32] | None
 
     with job.timed("training the audio-to-mouth model"):
         feats = compute_features(audio, AUDIO_RATE, track.times)
-        # Short clips have little to learn from; do not let training dominate their clone.
-        budget = min(job.cfg.train_seconds, max(MIN_TRAIN_S, TRAIN_SHARE * duration))
-        model = train_person_model(feats, track.mouth, track.usable, budget_s=budget)
+        # A fixed schedule (person_model.STEPS), the same for every clip: the time budget
+        # only guards against a slow or busy machine.
+        model = train_person_model(feats, track.mouth, track.usable,
+                                   budget_s=job.cfg.train_seconds)
         m = model.metrics
         info: dict[str, Any] = {
             "val_r": _num(m.val_r), "energy_r": _num(m.energy_r), "ridge_r": _num(m.ridge_r),

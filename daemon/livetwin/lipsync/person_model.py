@@ -10,7 +10,7 @@ to descriptor units on its own; the feature settings travel in the file's metada
 
 In silence (digital zeros between TTS lines) a gate built into the network returns the
 person's closed mouth. Training runs a fixed schedule (no early stopping), one torch
-thread, deterministic for a seed unless a busy machine forces a shorter schedule.
+thread, deterministic for a seed unless a slow or busy machine forces a shorter schedule.
 
 Training first runs FOLDS-fold cross-validation over contiguous blocks: each block is
 predicted by NETS_PER_FOLD networks trained away from it (and from the audio around it).
@@ -79,11 +79,15 @@ NETS_PER_FOLD = 1
 # clone: .17-.21 (2 per fold: .20-.21), above MIN_MODEL_R.
 FULL_NETS = 4
 SEED_STRIDE = 1000  # network s of fold k: seed + k + SEED_STRIDE * s; of the model: k = FOLDS
-# A fixed number of steps keeps training deterministic for a seed whatever the machine
-# load; budget_s is only a guard (see `_fit`). ~12 ms a step on one core of the
-# reference machine, so 400 steps take ~5 s (measured r: 300 ~ 400, 800 +0.01); the
-# FOLDS x NETS_PER_FOLD + FULL_NETS networks of a one-minute clone get ~300 each in
-# clone's 30 s.
+# Every network runs STEPS steps, whatever the footage's length or the machine's pace, so
+# training is deterministic for a seed; budget_s is only a guard (see `_fit`). ~9 ms a
+# step on one core of the reference machine: the FOLDS x NETS_PER_FOLD + FULL_NETS
+# networks take ~28 s. Until 2026-11-26 clone's budget was the video's length and every
+# clone was cut to fit it (sweater's 16.5 s: ~190 steps a network), so a clone's model
+# moved with the machine's pace: sweater's held-out track r at seed 0 read .602 after
+# 1652 steps in all and .641 after 1684. Held-out track r (last 18 %, 6 seeds) at 180 /
+# 300-330 / 400 steps: sweater .638 (.58-.68) / - / .645 (.62-.67), woman - / .699 /
+# .712, ted - / .686 / .683; 8 networks on all frames instead of 4: .645 / .722 / .685.
 STEPS = 400
 CALIBRATION_STEPS = 20
 # Wall time kept free after training for scoring the held-out frames.
@@ -284,8 +288,8 @@ def train_person_model(
             net = _MouthNet(features.config, x_tr.mean(axis=(0, 1)),
                             np.maximum(x_tr.std(axis=(0, 1)), MIN_BAND_SPREAD_DB),
                             y_tr.mean(axis=0), np.maximum(y_tr.std(axis=0), 1e-6), closed)
-            now = time.perf_counter()
-            done, cut = _fit(net, x_tr, y_tr, net_seed, now + (deadline - now) / left)
+            done, cut = _fit(net, x_tr, y_tr, net_seed,
+                             (deadline - time.perf_counter()) / left, deadline)
             steps, shortened, left = steps + done, shortened or cut, left - 1
             return net.eval()
 
@@ -445,27 +449,38 @@ def _closed_descriptor(y: F32) -> F32:
     return closed
 
 
-def _fit(net: _MouthNet, x: F32, y: F32, seed: int, deadline: float) -> tuple[int, bool]:
+def _fit(net: _MouthNet, x: F32, y: F32, seed: int, share_s: float, deadline: float
+         ) -> tuple[int, bool]:
     """Train on a warm-up + cosine schedule of STEPS steps, shortened when the machine is
-    too slow to finish by `deadline`: every CALIBRATION_STEPS steps the schedule's length
-    is set again from the pace so far (at most STEPS), so a machine that slows down part
-    way still finishes on time; a step is never begun after `deadline`.
+    too slow to finish within `share_s` seconds (or by `deadline`): every CALIBRATION_STEPS
+    steps the schedule's length is set again from the pace so far (at most STEPS), so a
+    machine that slows down part way still finishes on time; a step is never begun after
+    the end. The share is counted from when the optimiser exists (a process's first AdamW
+    takes ~1 s to import its parts) and the pace from step CALIBRATION_STEPS on (a
+    process's first step takes twice as long as the next): counting either cut the first
+    network's schedule on a machine that then had time to spare, so that network's
+    learning rate, and the clone, depended on the pace (ted's re-dub clone: 3200 steps in
+    all, yet "shortened").
     Returns (steps done, whether the schedule was shortened)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    deadline = min(deadline, time.perf_counter() + share_s)
     batches = _batches(net, x, y, gen)
     weights = torch.tensor(LOSS_WEIGHTS) / sum(LOSS_WEIGHTS) * N_OUT
     net.train()
-    total, shortened, start = STEPS, False, time.perf_counter()
-    step = 0
+    total, shortened = STEPS, False
+    step, mark, marked = 0, 0, time.perf_counter()
     while step < total:
         now = time.perf_counter()
         if step and now >= deadline:
             return step, True
         if step and step % CALIBRATION_STEPS == 0:
-            affordable = step + int((deadline - now) / ((now - start) / step))
-            total = min(STEPS, max(affordable, step + 1))
-            shortened = shortened or total < STEPS
+            if mark:  # the pace since the first CALIBRATION_STEPS, which are slower
+                affordable = step + int((deadline - now) / ((now - marked) / (step - mark)))
+                total = min(STEPS, max(affordable, step + 1))
+                shortened = shortened or total < STEPS
+            else:
+                mark, marked = step, now
         for group in opt.param_groups:
             group["lr"] = _learning_rate(step, total)
         xb, yb = next(batches)

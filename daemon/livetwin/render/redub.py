@@ -469,9 +469,10 @@ def redub_figures(video: Path, work_dir: Path, *, holdout: float = DEFAULT_HOLDO
         "walks": walks,
         "person_model_val_r": pm.get("val_r"),
         "person_model_kept": bool(pm.get("file")),
-        # Training is time-budgeted: on a busy machine fewer steps run (shortened).
+        # A fixed schedule; only a slow or busy machine cuts it (shortened).
         "person_model_shortened": pm.get("shortened"),
         "person_model_train_s": pm.get("train_seconds"),
+        "person_model_steps": pm.get("steps"),
         "atlas_patches": len(comp.atlas.descriptors),
         "size": list(comp.footage.size),
         "tracks": tracks,
