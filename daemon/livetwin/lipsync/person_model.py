@@ -88,6 +88,9 @@ SEED_STRIDE = 1000  # network s of fold k: seed + k + SEED_STRIDE * s; of the mo
 # 1652 steps in all and .641 after 1684. Held-out track r (last 18 %, 6 seeds) at 180 /
 # 300-330 / 400 steps: sweater .638 (.58-.68) / - / .645 (.62-.67), woman - / .699 /
 # .712, ted - / .686 / .683; 8 networks on all frames instead of 4: .645 / .722 / .685.
+# Re-dub r (`livetwin bench --only redub`, the same every run) for training seeds 0 / 1
+# / 2 / 3: ted .632 / .612 / .622 / .628, sweater .624 / .600 / .646 / .586, woman .737 /
+# .733 / .708 / .739.
 STEPS = 400
 CALIBRATION_STEPS = 20
 # Wall time kept free after training for scoring the held-out frames.
