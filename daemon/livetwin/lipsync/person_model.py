@@ -471,19 +471,18 @@ def _fit(net: _MouthNet, x: F32, y: F32, seed: int, share_s: float, deadline: fl
     batches = _batches(net, x, y, gen)
     weights = torch.tensor(LOSS_WEIGHTS) / sum(LOSS_WEIGHTS) * N_OUT
     net.train()
-    total, shortened = STEPS, False
-    step, mark, marked = 0, 0, time.perf_counter()
+    total, shortened, paced_from = STEPS, False, 0.0
+    step = 0
     while step < total:
         now = time.perf_counter()
         if step and now >= deadline:
             return step, True
-        if step and step % CALIBRATION_STEPS == 0:
-            if mark:  # the pace since the first CALIBRATION_STEPS, which are slower
-                affordable = step + int((deadline - now) / ((now - marked) / (step - mark)))
-                total = min(STEPS, max(affordable, step + 1))
-                shortened = shortened or total < STEPS
-            else:
-                mark, marked = step, now
+        if step == CALIBRATION_STEPS:
+            paced_from = now  # the pace is measured from here on
+        elif step and step % CALIBRATION_STEPS == 0:
+            pace = (now - paced_from) / (step - CALIBRATION_STEPS)
+            total = min(STEPS, max(step + int((deadline - now) / pace), step + 1))
+            shortened = shortened or total < STEPS
         for group in opt.param_groups:
             group["lr"] = _learning_rate(step, total)
         xb, yb = next(batches)
