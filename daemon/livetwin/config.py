@@ -32,8 +32,8 @@ class CloneConfig(_Section):
         240, ge=16, le=2000, description="Most mouth patches kept in the atlas."
     )
     train_seconds: float = Field(
-        40.0, gt=0, description="Most seconds spent training the person audio-to-mouth "
-        "model (8 networks on a fixed schedule, ~28 s on one core; a slower machine cuts "
+        60.0, gt=0, description="Most seconds spent training the person audio-to-mouth "
+        "model (8 networks on a fixed schedule, 28-38 s on one core; a slower machine cuts "
         "the schedule to fit, and the clone is then no longer reproducible)."
     )
     threads: int = Field(2, ge=1, le=64, description="CPU threads used by clone.")

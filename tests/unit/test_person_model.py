@@ -372,6 +372,32 @@ def test_loading_a_broken_model_file_is_a_bundle_error(tmp_path: Path) -> None:
         PersonMouthModel.load(tmp_path / "missing.onnx")
 
 
+def test_training_examples_get_a_random_straight_tilt_across_the_bands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each training example's bands are raised or lowered along a straight line from the
+    lowest band to the highest, by at most TILT_AUG_DB at either end and differently per
+    example; the targets are untouched (level changes and mixup off here)."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(person_model, "GAIN_AUG_DB", 0.0)
+    monkeypatch.setattr(person_model, "MIXUP_ALPHA", 0.0)
+    rng = np.random.default_rng(0)
+    row = rng.uniform(-30.0, -10.0, (31, 40)).astype(np.float32)  # far above FLOOR_DB
+    x = np.repeat(row[None], 300, axis=0)
+    y = np.repeat(np.array([[0.1, 0.5, 0.2, 0.3]], np.float32), 300, axis=0)
+    net = SimpleNamespace(y_mean=torch.zeros(4), y_std=torch.ones(4))
+    xb, yb = next(person_model._batches(net, x, y, torch.Generator().manual_seed(1)))  # type: ignore[arg-type]
+    change = xb.numpy() - row[None]
+    ends = change[:, 0, -1]  # the highest band's change per example
+    ramp = np.linspace(-1.0, 1.0, 40)
+    assert np.allclose(change, ends[:, None, None] * ramp[None, None, :], atol=1e-4)
+    assert np.abs(ends).max() <= person_model.TILT_AUG_DB + 1e-5
+    assert ends.std() > person_model.TILT_AUG_DB / 3  # uniform over +-TILT_AUG_DB: sd 0.58 t
+    assert (ends > 0).any() and (ends < 0).any()
+    assert torch.equal(yb, torch.from_numpy(y[: len(yb)]))
+
+
 def test_training_targets_lose_half_their_slow_drift_and_keep_the_fast_motion() -> None:
     t = np.arange(1000) / 25.0
     fast = 0.1 * np.sin(2 * np.pi * 4.0 * t)  # syllables

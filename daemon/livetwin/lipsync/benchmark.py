@@ -34,7 +34,7 @@ from livetwin.lipsync.track import (
 FPS = 25.0
 HOLDOUT_SHARE = 0.15
 AUDIO_RATE = 16000
-TRAIN_BUDGET_S = 40.0  # clone.train_seconds: a guard; the schedule is person_model.STEPS
+TRAIN_BUDGET_S = 60.0  # clone.train_seconds: a guard; the schedule is person_model.STEPS
 MAX_LAG_S = 0.4
 # Clips with the person's own speech (SOURCES.md: sync check good or fair), longest first.
 REDUB_CLIPS = ("tedlieu_60s_edtalk_pose_source2.mp4", "woman_expressive_34s_liveportrait_d6.mp4",

@@ -80,17 +80,19 @@ NETS_PER_FOLD = 1
 FULL_NETS = 4
 SEED_STRIDE = 1000  # network s of fold k: seed + k + SEED_STRIDE * s; of the model: k = FOLDS
 # Every network runs STEPS steps, whatever the footage's length or the machine's pace, so
-# training is deterministic for a seed; budget_s is only a guard (see `_fit`). ~9 ms a
-# step on one core of the reference machine: the FOLDS x NETS_PER_FOLD + FULL_NETS
-# networks take ~28 s. Until 2026-11-26 clone's budget was the video's length and every
-# clone was cut to fit it (sweater's 16.5 s: ~190 steps a network), so a clone's model
-# moved with the machine's pace: sweater's held-out track r at seed 0 read .602 after
-# 1652 steps in all and .641 after 1684. Held-out track r (last 18 %, 6 seeds) at 180 /
-# 300-330 / 400 steps: sweater .638 (.58-.68) / - / .645 (.62-.67), woman - / .699 /
-# .712, ted - / .686 / .683; 8 networks on all frames instead of 4: .645 / .722 / .685.
-# Re-dub r (`livetwin bench --only redub`, the same every run) for training seeds 0 / 1
-# / 2 / 3: ted .632 / .612 / .622 / .628, sweater .624 / .600 / .646 / .586, woman .737 /
-# .733 / .708 / .739.
+# training is deterministic for a seed; budget_s is only a guard (see `_fit`). 9-11.5 ms a
+# step on one core of the reference machine, as busy as it is on the day: the FOLDS x
+# NETS_PER_FOLD + FULL_NETS networks take 28-38 s. Until 2026-11-26 clone's budget was the
+# video's length and every clone was cut to fit it (sweater's 16.5 s: ~190 steps a
+# network), so a clone's model moved with the machine's pace: sweater's held-out track r
+# at seed 0 read .602 after 1652 steps in all and .641 after 1684. Held-out track r (last
+# 18 %, 6 seeds) at 180 / 300-330 / 400 steps: sweater .638 (.58-.68) / - / .645
+# (.62-.67), woman - / .699 / .712, ted - / .686 / .683; 8 networks on all frames instead
+# of 4: .645 / .722 / .685. Re-dub r (`livetwin bench --only redub`, the same every run)
+# for training seeds 0 / 1 / 2 / 3, with the spectral tilt (TILT_AUG_DB): ted .626 / .612
+# / .632 / .618, sweater .655 / .683 / .680 / .633, woman .717 / .691 / .674 / .732
+# (without it: ted .632 / .612 / .622 / .628, sweater .624 / .600 / .646 / .586, woman
+# .737 / .733 / .708 / .739).
 STEPS = 400
 CALIBRATION_STEPS = 20
 # Wall time kept free after training for scoring the held-out frames.
@@ -107,6 +109,21 @@ GAIN_AUG_DB = 6.0
 # .667 / .669 / .670 (none .569 / .669 / .686). Frequency masking (SpecAugment) lifted
 # sweater to .65-.68 but dropped woman to .45-.52, so it is not used.
 MIXUP_ALPHA = 0.4
+# Random spectral tilt: each training example's mel bands get a straight-line level change
+# from -t dB at the lowest band to +t at the highest, t uniform in +-TILT_AUG_DB (a
+# different microphone, room or voice effort), so the model reads the shape of the
+# spectrum rather than its balance. Re-dub r (rendered, `livetwin bench --only redub`'s
+# path) for training seeds 0 / 1 / 2 / 3 without -> with the tilt: sweater .624 / .600 /
+# .646 / .586 -> .655 / .683 / .680 / .633. Held-out track r (last 18 %, 4 seeds) for
+# sweater / woman / ted: .640 / .712 / .682 -> .667 / .701 / .679. Tried on the same
+# harness and dropped (held-out track r): shifting the bands up or down by one band
+# (sweater .686, woman .583), by a fraction of a band (.656 / .682), or in every second
+# network (.675 / .657); a time stretch of the context +-15 % (.607 / .714 / ted .693);
+# smoothing the training targets in time (sigma 0.5-1 frame: +.01-.02, but rendered
+# sweater .617 / .604 / .644 / .576); LPC envelopes or cepstrally smoothed bands in place
+# of the mel bands (sweater .620 / .657, woman .704 / .674); a Pearson-r term in the loss
+# (.602 / .707); averaging weights over the last two thirds of training (no change).
+TILT_AUG_DB = 3.0
 # Audio cannot predict slow expression changes (a smile held while talking, a mouth left
 # open in thought), and in 15-30 s of footage a few seconds of them pull the network
 # off the speech. It learns targets with DETREND_SHARE of their DETREND_S moving
@@ -506,10 +523,11 @@ def _batches(
     net: _MouthNet, x: F32, y: F32, gen: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless shuffled batches of (dB features, standardised targets), with random level
-    changes and mixup (MIXUP_ALPHA)."""
+    changes, mixup (MIXUP_ALPHA) and random spectral tilts (TILT_AUG_DB)."""
     xt = torch.from_numpy(x)
     yt = (torch.from_numpy(y) - net.y_mean) / net.y_std
     size = min(BATCH, len(xt))
+    ramp = torch.linspace(-1.0, 1.0, xt.shape[2])  # lowest band -> highest (TILT_AUG_DB)
     # Beta draws come from numpy, seeded from `gen`, so a seed still fixes everything.
     rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
     while True:
@@ -525,6 +543,9 @@ def _batches(
                 other = torch.randperm(len(batch), generator=gen)
                 xb = lam[:, None, None] * xb + (1 - lam[:, None, None]) * xb[other]
                 yb = lam[:, None] * yb + (1 - lam[:, None]) * yb[other]
+            if TILT_AUG_DB > 0:
+                tilt = (torch.rand(len(batch), 1, 1, generator=gen) * 2 - 1) * TILT_AUG_DB
+                xb = (xb + tilt * ramp).clamp(min=FLOOR_DB)
             yield xb, yb
 
 
