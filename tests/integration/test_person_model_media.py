@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from livetwin.avatar.face import mouth_geometry, teeth_visibility
+from livetwin.config import CloneConfig
 from livetwin.lipsync.features import compute_features
 from livetwin.lipsync.person_model import TrainedPersonModel, train_person_model
 from livetwin.lipsync.person_onnx import PersonMouthModel, export_onnx
@@ -24,7 +25,7 @@ CLIP = "tedlieu_60s_edtalk_pose_source2.mp4"
 SR = 16000
 HOLDOUT_SHARE = 0.15
 # clone's default budget (config clone.train_seconds), a guard: the schedule is fixed.
-TRAIN_BUDGET_S = 60.0
+TRAIN_BUDGET_S = CloneConfig().train_seconds
 # The gate test's speech comes from another person; its two trainings get a short budget.
 OTHER_VOICE = "woman_expressive_34s_liveportrait_d6.mp4"
 GATE_BUDGET_S = 8.0

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from livetwin.config import CloneConfig
 from livetwin.events import MouthTrack, SpeechAudio
 from livetwin.lipsync.person_onnx import PersonMouthModel
 from livetwin.lipsync.stats import pearson
@@ -34,7 +35,8 @@ from livetwin.lipsync.track import (
 FPS = 25.0
 HOLDOUT_SHARE = 0.15
 AUDIO_RATE = 16000
-TRAIN_BUDGET_S = 60.0  # clone.train_seconds: a guard; the schedule is person_model.STEPS
+# clone's own guard (clone.train_seconds); the schedule is person_model.STEPS
+TRAIN_BUDGET_S = CloneConfig().train_seconds
 MAX_LAG_S = 0.4
 # Clips with the person's own speech (SOURCES.md: sync check good or fair), longest first.
 REDUB_CLIPS = ("tedlieu_60s_edtalk_pose_source2.mp4", "woman_expressive_34s_liveportrait_d6.mp4",
